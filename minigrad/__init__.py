@@ -1,0 +1,57 @@
+"""minigrad: tensors and reverse-mode automatic differentiation over NumPy
+(cpu) and CuPy (cuda), written to be read.
+
+    import minigrad as mg
+    x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    x.grad          # tensor([2., 4., 6.])
+"""
+
+from . import cuda, ops  # noqa: F401  (ops binds Tensor's operator methods)
+from .autograd import (Function, backward, detect_anomaly, enable_grad, grad, is_grad_enabled,
+                       no_grad, set_grad_enabled)
+from .backend import Device, manual_seed
+from .creation import (arange, empty, eye, full, full_like, ones, ones_like, rand, randint, randn,
+                       zeros, zeros_like)
+from .errors import AnomalyError, DeviceError, GraphError
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .ops import (abs, add, all, any, argmax, argmin, astype, broadcast_to, cat, clip,  # noqa: A004
+                  concatenate, eq, erf, exp, expand, expand_dims, flip, ge, gelu, getitem, gt,
+                  isfinite, le, log, logical_and, logical_not, logical_or, logical_xor, logsumexp,
+                  lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg, pad, permute, pow,
+                  relu, reshape, sigmoid, sign, split, sqrt, squeeze, stack, std, sub, sum,
+                  swapaxes, tanh, transpose, truediv, unsqueeze, var, where)
+from .tensor import (Tensor, bool_, float16, float32, float64, get_default_dtype, int32, int64,
+                     set_default_dtype, tensor)
+
+
+def device(spec: str = "cpu") -> Device:
+    """A validated device: ``minigrad.device("cuda")`` fails clearly without a GPU."""
+    from .backend import device as _device
+    return _device(spec)
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # tensors
+    "Tensor", "tensor", "Device", "device", "float16", "float32", "float64", "int32", "int64",
+    "bool_", "get_default_dtype", "set_default_dtype",
+    "zeros", "ones", "full", "empty", "arange", "eye", "randn", "rand", "randint", "zeros_like",
+    "ones_like", "full_like", "manual_seed",
+    # autograd
+    "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
+    "is_grad_enabled", "detect_anomaly", "gradcheck", "gradgradcheck",
+    # errors
+    "DeviceError", "GraphError", "AnomalyError", "GradcheckError",
+    # ops
+    "add", "sub", "mul", "truediv", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
+    "relu", "gelu", "erf", "sign", "maximum", "minimum", "clip", "where",
+    "sum", "mean", "max", "min", "var", "std", "logsumexp", "argmax", "argmin", "any", "all",
+    "matmul", "reshape", "transpose", "permute", "swapaxes", "broadcast_to", "expand",
+    "squeeze", "unsqueeze", "expand_dims", "concatenate", "cat", "stack", "split", "flip", "pad",
+    "astype", "getitem", "eq", "ne", "lt", "le", "gt", "ge", "isfinite", "logical_and",
+    "logical_or", "logical_xor", "logical_not",
+    "cuda", "__version__",
+]

@@ -1,0 +1,423 @@
+"""Backends: which array library holds a tensor's data, and the few things
+that differ between them.
+
+    cpu   -> NumPy
+    cuda  -> CuPy (imported lazily; this is the only module that imports it)
+    fake  -> NumPy behind a strict wrapper that behaves like CuPy: it refuses
+             implicit conversion to host arrays and mixing with them, and it
+             counts explicit host synchronisations. Tests run the whole op
+             suite on it, so a stray ``np.`` in op code fails without a GPU.
+
+Op code never imports numpy or cupy for array work: it asks ``xp_of(array)``
+(or ``tensor.xp``) for the array module and calls through it. Scatter-add,
+host transfer and random numbers go through the helpers here.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+import numpy as np
+
+from .errors import DeviceError
+
+__all__ = ["Device", "device", "xp_of", "xp_for", "to_device", "to_host", "index_add",
+           "manual_seed", "host_rng", "erf", "sync_count", "reset_sync_count", "FakeArray"]
+
+
+# --------------------------------------------------------------------------- devices
+
+class Device:
+    """A place where arrays live: ``Device("cpu")``, ``Device("cuda:0")``, ``Device("fake")``."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec: str | Device = "cpu"):
+        if isinstance(spec, Device):
+            self.type, self.index = spec.type, spec.index
+            return
+        if not isinstance(spec, str):
+            raise TypeError(f"device: expected a string like 'cpu' or 'cuda:0', got {type(spec).__name__}")
+        kind, _, idx = spec.partition(":")
+        if kind not in ("cpu", "cuda", "fake"):
+            raise ValueError(f"device: unknown device {spec!r}; valid: 'cpu', 'cuda', 'cuda:N', 'fake'")
+        if idx and (kind != "cuda" or not idx.isdigit()):
+            raise ValueError(f"device: bad device index in {spec!r}; only 'cuda:N' takes an index")
+        self.type = kind
+        self.index = int(idx) if kind == "cuda" else None
+        if kind == "cuda" and self.index is None:
+            self.index = 0
+
+    def __str__(self) -> str:
+        return f"cuda:{self.index}" if self.type == "cuda" else self.type
+
+    def __repr__(self) -> str:
+        return f"device('{self}')"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            other = Device(other)
+        return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index))
+
+
+CPU = Device("cpu")
+FAKE = Device("fake")
+
+
+@functools.lru_cache(maxsize=None)
+def device(spec: str | Device | None) -> Device:
+    """Parse and validate a device spec; ``cuda`` without a usable GPU is a clear error."""
+    if spec is None:
+        return CPU
+    d = Device(spec)
+    if d.type == "cuda":
+        from . import cuda
+        if not cuda.is_available():
+            raise DeviceError(f"device {str(d)!r} requested but CUDA is not available "
+                              f"({cuda.unavailable_reason()}); use 'cpu', or install "
+                              "minigrad[cuda] on a machine with an NVIDIA GPU")
+    return d
+
+
+def _cupy():
+    import cupy  # noqa: PLC0415  (lazy: only this module imports CuPy)
+    return cupy
+
+
+def xp_for(dev: Device):
+    """The array module for a device."""
+    if dev.type == "cpu":
+        return np
+    if dev.type == "fake":
+        return fake_xp
+    return _cupy()
+
+
+def device_of(a: Any) -> Device:
+    """The device an array lives on."""
+    if isinstance(a, np.ndarray) or isinstance(a, np.generic):
+        return CPU
+    if isinstance(a, FakeArray):
+        return FAKE
+    return Device(f"cuda:{a.device.id}")
+
+
+def is_array(a: Any) -> bool:
+    """Is ``a`` an array of some backend (not a Python number or list)?"""
+    return isinstance(a, (np.ndarray, FakeArray)) or type(a).__module__.startswith("cupy")
+
+
+def xp_of(a: Any):
+    """The array module of an array (NumPy, CuPy or the fake module)."""
+    if isinstance(a, FakeArray):
+        return fake_xp
+    if isinstance(a, (np.ndarray, np.generic)):
+        return np
+    return _cupy().get_array_module(a)
+
+
+def to_host(a: Any) -> np.ndarray:
+    """Explicit copy to a NumPy array (a host synchronisation on cuda and fake)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if isinstance(a, FakeArray):
+        _count_sync()
+        return a._a.copy()
+    if isinstance(a, np.generic):
+        return np.asarray(a)
+    return _cupy().asnumpy(a)
+
+
+def to_device(a: Any, dev: Device):
+    """Move an array to ``dev`` (a no-op when it is already there)."""
+    src = device_of(a)
+    if src == dev:
+        return a
+    host = to_host(a)
+    if dev.type == "cpu":
+        return host
+    if dev.type == "fake":
+        return FakeArray(np.array(host))
+    cp = _cupy()
+    with cp.cuda.Device(dev.index):
+        return cp.asarray(host)
+
+
+def index_add(target, index, values) -> None:
+    """``target[index] += values`` with repeated indices accumulating (in place).
+
+    NumPy's ``a[idx] += v`` would keep only one of the repeated updates; this
+    is the scatter-add that gathers' gradients need. NumPy: ``np.add.at``;
+    CuPy: ``cupyx.scatter_add``.
+    """
+    if isinstance(target, FakeArray):
+        np.add.at(target._a, _unwrap(index), _unwrap(values))
+    elif isinstance(target, np.ndarray):
+        np.add.at(target, index, values)
+    else:
+        import cupyx  # noqa: PLC0415
+        cupyx.scatter_add(target, index, values)
+
+
+def erf(x):
+    """The error function, elementwise, on any backend (needed by exact GELU)."""
+    if isinstance(x, FakeArray):
+        return FakeArray(erf(x._a))
+    if isinstance(x, np.ndarray):
+        try:
+            from scipy.special import erf as _erf  # optional, fast
+        except ImportError:  # exact, slower: math.erf per element
+            import math
+            return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
+        return _erf(x).astype(x.dtype, copy=False)
+    from cupyx.scipy.special import erf as _cerf  # noqa: PLC0415
+    return _cerf(x)
+
+
+# --------------------------------------------------------------------------- random numbers
+
+class _RNGState(threading.local):
+    def __init__(self):
+        self.seed = None
+        self.gen = np.random.default_rng()
+        self.cuda_gens: dict[int, Any] = {}
+
+
+_rng = _RNGState()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every backend. Random numbers for ``cpu`` and ``fake`` come from one
+    host generator and are identical for the same seed; tensors created on
+    ``cuda`` (``randn``, initialisers) are drawn on the host too and then
+    transferred, so a seed gives the same initial weights on every device.
+    Only dropout masks on ``cuda`` are drawn on the GPU, from a CuPy generator
+    seeded with the same seed (fast, but different numbers from the CPU's)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
+    _rng.seed = int(seed)
+    _rng.gen = np.random.default_rng(int(seed))
+    _rng.cuda_gens.clear()
+
+
+def host_rng() -> np.random.Generator:
+    """The host generator all cpu/fake randomness comes from."""
+    return _rng.gen
+
+
+def get_rng_state() -> dict:
+    """A JSON-able snapshot of the host generator (for checkpoints)."""
+    return {"bit_generator": _rng.gen.bit_generator.state}
+
+
+def set_rng_state(state: dict) -> None:
+    gen = np.random.default_rng()
+    gen.bit_generator.state = state["bit_generator"]
+    _rng.gen = gen
+
+
+def random_uniform(shape, dtype, dev: Device):
+    """U[0, 1) on ``dev``; on cuda drawn on the GPU (see ``manual_seed``)."""
+    if dev.type == "cuda":
+        cp = _cupy()
+        gen = _rng.cuda_gens.get(dev.index)
+        if gen is None:
+            gen = _rng.cuda_gens[dev.index] = cp.random.default_rng(_rng.seed)
+        with cp.cuda.Device(dev.index):
+            return gen.random(shape, dtype=np.float32).astype(dtype, copy=False)
+    return to_device(_rng.gen.random(shape, dtype=np.float64).astype(dtype), dev)
+
+
+# --------------------------------------------------------------------------- the strict fake device
+
+_sync = [0]
+
+
+def _count_sync() -> None:
+    _sync[0] += 1
+
+
+def sync_count() -> int:
+    """How many explicit host synchronisations the fake device has seen."""
+    return _sync[0]
+
+
+def reset_sync_count() -> None:
+    _sync[0] = 0
+
+
+def _unwrap(x):
+    """FakeArray -> ndarray, recursively in lists/tuples; host arrays refused like CuPy."""
+    if isinstance(x, FakeArray):
+        return x._a
+    if isinstance(x, np.ndarray):
+        raise TypeError("fake device: a host numpy.ndarray was mixed with device arrays; "
+                        "move it with xp.asarray(...) first (CuPy refuses this too)")
+    if isinstance(x, (list, tuple)):
+        return type(x)(_unwrap(v) for v in x)
+    return x
+
+
+def _wrap(x):
+    if isinstance(x, np.ndarray):
+        return FakeArray(x)
+    if isinstance(x, np.generic):  # CuPy returns 0-d device arrays, never host scalars
+        return FakeArray(np.asarray(x))
+    if isinstance(x, tuple):
+        return tuple(_wrap(v) for v in x)
+    if isinstance(x, list):
+        return [_wrap(v) for v in x]
+    return x
+
+
+def _binop(name):
+    def op(self, other):
+        return _wrap(getattr(self._a, name)(_unwrap(other)))
+    op.__name__ = name
+    return op
+
+
+class FakeArray:
+    """A NumPy array pretending to live on a GPU (see module docstring)."""
+
+    __slots__ = ("_a",)
+    __array_priority__ = 1000
+
+    def __init__(self, a: np.ndarray):
+        self._a = a
+
+    # implicit conversion to host is refused, exactly as CuPy does
+    def __array__(self, *args, **kwargs):
+        raise TypeError("fake device: implicit conversion to a NumPy array is not allowed; "
+                        "use backend.to_host() / Tensor.numpy()")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # Like CuPy: a NumPy ufunc on device arrays and scalars runs on the device
+        # (this is what ``np.float32(2) * x`` calls); a host ndarray among them is refused.
+        args = _unwrap(inputs)
+        kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
+        return _wrap(getattr(ufunc, method)(*args, **kwargs))
+
+    def __array_function__(self, func, types, args, kwargs):
+        raise TypeError(f"fake device: numpy.{func.__name__} called on a device array; "
+                        "op code must use the backend's xp, not numpy")
+
+    # explicit synchronisations, counted
+    def get(self) -> np.ndarray:
+        _count_sync()
+        return self._a.copy()
+
+    def item(self):
+        _count_sync()
+        return self._a.item()
+
+    def tolist(self):
+        _count_sync()
+        return self._a.tolist()
+
+    def __float__(self):
+        _count_sync()
+        return float(self._a)
+
+    def __int__(self):
+        _count_sync()
+        return int(self._a)
+
+    def __index__(self):
+        _count_sync()
+        return self._a.__index__()
+
+    def __bool__(self):
+        _count_sync()
+        return bool(self._a)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        raise TypeError("fake device: iterating a device array syncs per element; index it explicitly")
+
+    def __repr__(self):
+        return f"FakeArray({self._a!r})"
+
+    def __getitem__(self, idx):
+        return _wrap(self._a[_unwrap(idx)])
+
+    def __setitem__(self, idx, value):
+        self._a[_unwrap(idx)] = _unwrap(value)
+
+    def __getattr__(self, name):
+        attr = getattr(self._a, name)
+        if callable(attr):
+            def method(*args, **kwargs):
+                return _wrap(attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+            return method
+        return _wrap(attr)
+
+    @property
+    def T(self):
+        return FakeArray(self._a.T)
+
+    def __neg__(self):
+        return FakeArray(-self._a)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return FakeArray(abs(self._a))
+
+    def __invert__(self):
+        return FakeArray(~self._a)
+
+
+for _name in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv",
+              "rfloordiv", "mod", "rmod", "pow", "rpow", "matmul", "rmatmul", "and", "rand", "or",
+              "ror", "xor", "rxor", "eq", "ne", "lt", "le", "gt", "ge", "iadd", "isub", "imul",
+              "itruediv"):
+    setattr(FakeArray, f"__{_name}__", _binop(f"__{_name}__"))
+
+
+class _FakeModule:
+    """The fake device's ``xp``: numpy's functions on unwrapped arrays, results wrapped."""
+
+    ndarray = FakeArray
+
+    def __getattr__(self, name):
+        attr = getattr(np, name)
+        if name in ("asarray", "array", "ascontiguousarray"):
+            def transfer(obj, *args, **kwargs):  # explicit host -> device is allowed
+                inner = obj._a if isinstance(obj, FakeArray) else obj
+                return FakeArray(getattr(np, name)(inner, *args, **kwargs))
+            return transfer
+        if isinstance(attr, np.ufunc):
+            return _FakeUfunc(attr)
+        if callable(attr) and not isinstance(attr, type):
+            def fn(*args, **kwargs):
+                return _wrap(attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+            fn.__name__ = name
+            return fn
+        return attr  # dtypes, constants (np.float32, np.inf, ...)
+
+
+class _FakeUfunc:
+    def __init__(self, uf):
+        self._uf = uf
+
+    def __call__(self, *args, **kwargs):
+        return _wrap(self._uf(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+
+    def __getattr__(self, name):  # .reduce, .accumulate, .at, ...
+        meth = getattr(self._uf, name)
+
+        def fn(*args, **kwargs):
+            return _wrap(meth(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+        return fn
+
+
+fake_xp = _FakeModule()

@@ -1,0 +1,201 @@
+"""``minigrad.functional`` (import as ``F``): the numerically careful building
+blocks of neural networks. Gradients live with the ops in ``minigrad/ops``;
+this module only checks arguments and composes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import backend
+from .ops import fused
+from .ops._lift import lift, require_float
+from .ops.elementwise import gelu, relu, sigmoid, tanh, where
+from .ops.fused import log_softmax, softmax
+from .tensor import Tensor
+
+__all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "layer_norm", "embedding",
+           "dropout", "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear",
+           "relu", "gelu", "sigmoid", "tanh"]
+
+
+def _check_targets(target: Tensor, n_classes: int, ignore_index: int, op: str) -> None:
+    if not isinstance(target, Tensor) or target.dtype.kind not in "iu":
+        got = target.dtype if isinstance(target, Tensor) else type(target).__name__
+        raise TypeError(f"{op}: target must be an integer tensor of class indices, got {got}")
+    t = target.data
+    bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
+    if t.size and bool(bad.any()):
+        v = int(t[bad][0])
+        raise IndexError(f"{op}: target {v} is out of range for {n_classes} classes "
+                         f"(valid: 0 to {n_classes - 1}, or ignore_index={ignore_index})")
+
+
+def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy of logits against integer class targets (PyTorch's layout).
+
+    ``input``: (N, C), (C,) or (N, C, d1, ...); ``target``: (N,), () or (N, d1, ...).
+    Rows with ``target == ignore_index`` contribute nothing; ``reduction`` is
+    ``"mean"`` (over non-ignored rows), ``"sum"`` or ``"none"``;
+    ``label_smoothing`` ε mixes the one-hot target with the uniform one."""
+    require_float(input, "cross_entropy")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if input.ndim == 0:
+        raise ValueError("cross_entropy: input must have a class dimension, got a 0-d tensor")
+    c = input.shape[1] if input.ndim > 1 else input.shape[0]
+    expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+    if not isinstance(target, Tensor) or target.shape != expected:
+        got = target.shape if isinstance(target, Tensor) else type(target).__name__
+        raise ValueError(f"cross_entropy: input of shape {input.shape} (classes on axis "
+                         f"{1 if input.ndim > 1 else 0}) needs target of shape {expected}, got {got}")
+    _check_targets(target, c, ignore_index, "cross_entropy")
+    x = input
+    if input.ndim > 2:                      # (N, C, d...) -> (N·d..., C)
+        x = input.swapaxes(1, -1).reshape((-1, c))
+    elif input.ndim == 1:
+        x = input.reshape((1, c))
+    out = fused.CrossEntropy.apply(x, target=target.data.reshape(-1), ignore_index=ignore_index,
+                                   reduction=reduction, label_smoothing=float(label_smoothing))
+    if reduction == "none":
+        out = out.reshape(expected)
+    return out
+
+
+def nll_loss(input: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities (N, C) at integer targets (N,)."""
+    if input.ndim != 2 or target.shape != input.shape[:1]:
+        raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {input.shape} "
+                         f"and {getattr(target, 'shape', None)}")
+    _check_targets(target, input.shape[1], ignore_index, "nll_loss")
+    xp = input.xp
+    valid = target.data != ignore_index
+    safe = Tensor._make(xp.where(valid, target.data, 0), input.device)
+    picked = -input[input.xp.arange(input.shape[0]), safe] * Tensor._make(valid.astype(input.dtype), input.device)
+    if reduction == "none":
+        return picked
+    if reduction == "sum":
+        return picked.sum()
+    return picked.sum() / Tensor._make(valid.astype(input.dtype).sum(), input.device)
+
+
+def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing ``normalized_shape`` axes, then scale and shift."""
+    require_float(x, "layer_norm")
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(ns):] != ns or len(ns) > x.ndim:
+        raise ValueError(f"layer_norm: input of shape {x.shape} does not end in normalized_shape {ns}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != ns:
+            raise ValueError(f"layer_norm: {name} has shape {p.shape}, expected {ns}")
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise ValueError(f"layer_norm: eps must be a finite number >= 0, got {eps}")
+    affine = [p for p in (weight, bias) if p is not None]
+    return fused.LayerNorm.apply(x, *affine, k=len(ns), eps=float(eps),
+                                 has_weight=weight is not None, has_bias=bias is not None)
+
+
+def embedding(input: Tensor, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` (V, D) at integer ``input`` (...,) -> (..., D).
+
+    An index outside [0, V) is an IndexError (no negative wrap-around)."""
+    if not isinstance(input, Tensor) or input.dtype.kind not in "iu":
+        got = input.dtype if isinstance(input, Tensor) else type(input).__name__
+        raise TypeError(f"embedding: indices must be an integer tensor, got {got}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
+    v = weight.shape[0]
+    i = input.data
+    if i.size and bool(((i < 0) | (i >= v)).any()):
+        bad = int(i[(i < 0) | (i >= v)][0])
+        raise IndexError(f"embedding: index {bad} is out of range for {v} embeddings (valid: 0 to {v - 1})")
+    from .ops.index import GetItem
+    if input.device != weight.device:
+        from .errors import DeviceError
+        raise DeviceError(f"embedding: indices on {input.device}, weight on {weight.device}")
+    return GetItem.apply(weight, index=(i,), advanced=True)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p);
+    the identity when not training. Masks come from ``minigrad.manual_seed``'s generator."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = backend.random_uniform(x.shape, x.dtype, x.device) >= x.dtype.type(p)
+    scale = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return x * Tensor._make(scale, x.device)
+
+
+def masked_fill(x: Tensor, mask: Tensor, value: float) -> Tensor:
+    """``value`` where ``mask`` is True, ``x`` elsewhere (mask broadcasts to x)."""
+    if not isinstance(mask, Tensor) or mask.dtype.kind != "b":
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got "
+                        f"{mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}")
+    return where(mask, lift(value, x, "masked_fill"), x)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
+                                 attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None,
+                                 training: bool = True, return_weights: bool = False):
+    """softmax(Q Kᵀ · scale + M) V, with scale = 1/√E by default.
+
+    Shapes: query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
+    ``attn_mask`` follows ``torch.nn.functional.scaled_dot_product_attention``:
+    a bool mask is True where a query MAY attend (broadcasts to (..., L, S));
+    a float mask is added to the scores. ``is_causal`` lets query i see keys
+    0..i. A query that may attend to nothing gets zeros (never NaN)."""
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        require_float(t, "scaled_dot_product_attention")
+        if t.ndim < 2:
+            raise ValueError(f"scaled_dot_product_attention: {name} must be at least 2-D, got {t.shape}")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: query {query.shape}, key {key.shape} and "
+                         f"value {value.shape} do not fit (need (..., L, E), (..., S, E), (..., S, Ev))")
+    L, S = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = (query @ key.swapaxes(-1, -2)) * scale            # (..., L, S)
+    xp = query.xp
+    allowed = None
+    if is_causal:
+        allowed = Tensor._make(xp.tril(xp.ones((L, S), dtype=bool)), query.device)
+    if attn_mask is not None:
+        if attn_mask.dtype.kind == "b":
+            allowed = attn_mask if allowed is None else allowed & attn_mask
+        else:
+            scores = scores + attn_mask
+    if allowed is not None:
+        scores = where(allowed, scores, -math.inf)
+    weights = softmax(scores, axis=-1)                         # fully masked rows -> zeros
+    weights_used = dropout(weights, dropout_p, training) if dropout_p else weights
+    out = weights_used @ value                                 # (..., L, Ev)
+    return (out, weights) if return_weights else out
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean (or sum, or elementwise) squared error."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    target = lift(target, input, "mse_loss")
+    if input.shape != target.shape:
+        raise ValueError(f"mse_loss: input {input.shape} and target {target.shape} must have the same shape")
+    d = input - target
+    sq = d * d
+    return sq if reduction == "none" else sq.sum() if reduction == "sum" else sq.mean()
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x Wᵀ + b, with W of shape (out_features, in_features) as in PyTorch."""
+    if x.shape[-1:] != weight.shape[1:]:
+        raise ValueError(f"linear: input with {x.shape[-1] if x.ndim else 0} features "
+                         f"(shape {x.shape}) for a weight of shape {weight.shape}")
+    y = x @ weight.T
+    return y if bias is None else y + bias

@@ -1,0 +1,388 @@
+"""Elementwise ops: each forward on arrays, its vector-Jacobian product beside it.
+
+Gradients are written with Tensor ops (so they are differentiable again) and
+may keep the broadcast shape: the engine reduces them to each input's shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import backend
+from ..autograd import Function
+from ..tensor import Tensor, get_default_dtype
+from ._lift import broadcast_shape, lift, require_float
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _binary(cls, a, b, name: str) -> Tensor:
+    if not isinstance(a, Tensor):
+        a = lift(a, b, name)
+    b = lift(b, a, name)
+    broadcast_shape(name, a.shape, b.shape)
+    return cls.apply(a, b)
+
+
+# --------------------------------------------------------------------------- binary
+
+class Add(Function):
+    op_name = "add"
+
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return g, g
+
+
+class Sub(Function):
+    op_name = "sub"
+
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, g):
+        return g, -g
+
+
+class Mul(Function):
+    op_name = "mul"
+
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, g):
+        a, b = self.inputs
+        return g * b, g * a
+
+
+class Div(Function):
+    op_name = "truediv"
+
+    def forward(self, a, b):
+        return a / b
+
+    def backward(self, g):
+        a, b = self.inputs
+        ga = g / b
+        return ga, -ga * self.output if b.requires_grad else None   # -g a / b²
+
+
+class Pow(Function):
+    """x ** y; d/dx = y x^(y-1), d/dy = x^y log x (taken as 0 where x <= 0)."""
+    op_name = "pow"
+
+    def forward(self, x, y):
+        return x ** y
+
+    def backward(self, g):
+        x, y = self.inputs
+        gx = g * y * x ** (y - 1) if x.requires_grad else None
+        gy = None
+        if y.requires_grad:
+            pos = x > 0
+            safe_log = where(pos, x, 1.0).log()
+            gy = g * where(pos, self.output * safe_log, 0.0)
+        return gx, gy
+
+
+class Maximum(Function):
+    """Elementwise max; at ties the gradient is split evenly (as PyTorch)."""
+    op_name = "maximum"
+
+    def forward(self, a, b):
+        return backend.xp_of(a).maximum(a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        wa = (a > b).astype(g.dtype) + (a == b).astype(g.dtype) * 0.5
+        return g * wa, g * (1.0 - wa)
+
+
+class Minimum(Function):
+    op_name = "minimum"
+
+    def forward(self, a, b):
+        return backend.xp_of(a).minimum(a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        wa = (a < b).astype(g.dtype) + (a == b).astype(g.dtype) * 0.5
+        return g * wa, g * (1.0 - wa)
+
+
+def add(a, b) -> Tensor:
+    return _binary(Add, a, b, "add")
+
+
+def sub(a, b) -> Tensor:
+    return _binary(Sub, a, b, "sub")
+
+
+def mul(a, b) -> Tensor:
+    return _binary(Mul, a, b, "mul")
+
+
+def truediv(a, b) -> Tensor:
+    """a / b; integer operands give the default float dtype (not NumPy's float64)."""
+    if not isinstance(a, Tensor):
+        a = lift(a, b, "truediv")
+    b = lift(b, a, "truediv")
+    if a.dtype.kind != "f" and b.dtype.kind != "f":
+        a, b = a.astype(get_default_dtype()), b.astype(get_default_dtype())
+    return _binary(Div, a, b, "truediv")
+
+
+def pow(x, y) -> Tensor:  # noqa: A001 - NumPy/PyTorch name
+    return _binary(Pow, x, y, "pow")
+
+
+def maximum(a, b) -> Tensor:
+    return _binary(Maximum, a, b, "maximum")
+
+
+def minimum(a, b) -> Tensor:
+    return _binary(Minimum, a, b, "minimum")
+
+
+# --------------------------------------------------------------------------- unary
+
+class Neg(Function):
+    op_name = "neg"
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return -g
+
+
+class Exp(Function):
+    op_name = "exp"
+
+    def forward(self, x):
+        return backend.xp_of(x).exp(x)
+
+    def backward(self, g):
+        return g * self.output
+
+
+class Log(Function):
+    op_name = "log"
+
+    def forward(self, x):
+        return backend.xp_of(x).log(x)
+
+    def backward(self, g):
+        return g / self.inputs[0]
+
+
+class Sqrt(Function):
+    op_name = "sqrt"
+
+    def forward(self, x):
+        return backend.xp_of(x).sqrt(x)
+
+    def backward(self, g):
+        return g * 0.5 / self.output
+
+
+class Abs(Function):
+    op_name = "abs"
+
+    def forward(self, x):
+        return backend.xp_of(x).abs(x)
+
+    def backward(self, g):
+        return g * sign(self.inputs[0])
+
+
+class Tanh(Function):
+    op_name = "tanh"
+
+    def forward(self, x):
+        return backend.xp_of(x).tanh(x)
+
+    def backward(self, g):
+        y = self.output
+        return g * (1.0 - y * y)
+
+
+class Sigmoid(Function):
+    """1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2 so no exp overflows."""
+    op_name = "sigmoid"
+
+    def forward(self, x):
+        xp = backend.xp_of(x)
+        return (xp.tanh(x * x.dtype.type(0.5)) + 1) * x.dtype.type(0.5)
+
+    def backward(self, g):
+        y = self.output
+        return g * y * (1.0 - y)
+
+
+class Relu(Function):
+    op_name = "relu"
+
+    def forward(self, x):
+        return backend.xp_of(x).maximum(x, 0)
+
+    def backward(self, g):
+        return g * (self.inputs[0] > 0).astype(g.dtype)
+
+
+class Erf(Function):
+    op_name = "erf"
+
+    def forward(self, x):
+        return backend.erf(x)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        return g * (2.0 / math.sqrt(math.pi)) * (-(x * x)).exp()
+
+
+class Gelu(Function):
+    """x Φ(x). ``approximate="tanh"``: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))) (GPT-2);
+    ``"none"``: exact, Φ(x) = (1 + erf(x/√2)) / 2."""
+    op_name = "gelu"
+
+    def forward(self, x):
+        xp = backend.xp_of(x)
+        half = x.dtype.type(0.5)
+        if self.approximate == "tanh":
+            u = x.dtype.type(_SQRT_2_OVER_PI) * (x + x.dtype.type(0.044715) * x * x * x)
+            return half * x * (1 + xp.tanh(u))
+        return half * x * (1 + backend.erf(x * x.dtype.type(1 / math.sqrt(2.0))))
+
+    def backward(self, g):
+        x = self.inputs[0]
+        if self.approximate == "tanh":
+            t = (_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()
+            du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
+            return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+        cdf = 0.5 * (1.0 + (x * (1 / math.sqrt(2.0))).erf())
+        pdf = _INV_SQRT_2PI * (-0.5 * x * x).exp()
+        return g * (cdf + x * pdf)
+
+
+class Clip(Function):
+    """Clamp to [lo, hi]; the gradient passes where lo <= x <= hi."""
+    op_name = "clip"
+
+    def forward(self, x):
+        return backend.xp_of(x).clip(x, self.lo, self.hi)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        inside = x == x
+        if self.lo is not None:
+            inside = inside & (x >= self.lo)
+        if self.hi is not None:
+            inside = inside & (x <= self.hi)
+        return g * inside.astype(g.dtype)
+
+
+class Where(Function):
+    op_name = "where"
+
+    def forward(self, cond, a, b):
+        return backend.xp_of(a).where(cond, a, b)
+
+    def backward(self, g):
+        cond = self.inputs[0]
+        zero = Tensor._make(g.xp.zeros((), dtype=g.dtype), g._device)
+        return None, where(cond, g, zero), where(cond, zero, g)
+
+
+class Sign(Function):
+    """sign(x); its derivative is zero almost everywhere, so it records no graph."""
+    op_name = "sign"
+    differentiable = False
+
+    def forward(self, x):
+        return backend.xp_of(x).sign(x)
+
+
+def _unary(cls, x: Tensor, name: str, **params) -> Tensor:
+    require_float(x, name)
+    return cls.apply(x, **params)
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg.apply(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    return _unary(Exp, x, "exp")
+
+
+def log(x: Tensor) -> Tensor:
+    return _unary(Log, x, "log")
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return _unary(Sqrt, x, "sqrt")
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - NumPy/PyTorch name
+    return Abs.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return _unary(Tanh, x, "tanh")
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return _unary(Sigmoid, x, "sigmoid")
+
+
+def relu(x: Tensor) -> Tensor:
+    return _unary(Relu, x, "relu")
+
+
+def erf(x: Tensor) -> Tensor:
+    return _unary(Erf, x, "erf")
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU; ``approximate="tanh"`` for GPT-2's approximation, ``"none"`` for exact (PyTorch's default)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _unary(Gelu, x, "gelu", approximate=approximate)
+
+
+def sign(x: Tensor) -> Tensor:
+    return Sign.apply(x)
+
+
+def clip(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - NumPy/PyTorch names
+    """Clamp to [min, max] (either may be None)."""
+    if min is None and max is None:
+        raise ValueError("clip: give at least one of min and max")
+    if min is not None and max is not None and min > max:
+        raise ValueError(f"clip: min ({min}) is greater than max ({max})")
+    return Clip.apply(x, lo=min, hi=max)
+
+
+def where(cond, a, b) -> Tensor:
+    """Elementwise ``a if cond else b``; ``cond`` a bool tensor (no gradient)."""
+    ref = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    if not isinstance(cond, Tensor):
+        if ref is None:
+            raise TypeError("where: give at least one Tensor")
+        cond = lift(cond, ref, "where")
+    if cond.dtype.kind != "b":
+        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+    if ref is None:
+        raise TypeError("where: a or b must be a Tensor")
+    a, b = lift(a, ref, "where"), lift(b, ref, "where")
+    if a.dtype != b.dtype:
+        dt = np.promote_types(a.dtype, b.dtype)
+        a, b = a.astype(dt), b.astype(dt)
+    broadcast_shape("where", cond.shape, a.shape, b.shape)
+    return Where.apply(cond, a, b)

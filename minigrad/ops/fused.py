@@ -1,0 +1,171 @@
+"""Fused ops: one graph node where a composite would make many, with a
+numerically careful forward and a hand-written backward.
+
+Each backward is written with Tensor ops on the node's inputs and output, so
+these stay differentiable to any order. ``minigrad.functional`` is the
+user-facing namespace for them.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function, is_grad_enabled
+from ..tensor import Tensor
+
+
+def _stable_max(xp, x, axis):
+    """max over ``axis`` (kept), with rows that are all -inf (or empty) given 0."""
+    m = x.max(axis=axis, keepdims=True)
+    return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+
+
+class Softmax(Function):
+    """s = exp(x - max) / Σ exp(x - max);  dx = s ⊙ (g - Σ g ⊙ s).
+
+    A row where every entry is -inf (fully masked) gives zeros, not NaN."""
+    op_name = "softmax"
+
+    def forward(self, x):
+        xp = backend.xp_of(x)
+        e = xp.exp(x - _stable_max(xp, x, self.axis))
+        s = e.sum(axis=self.axis, keepdims=True)
+        return e / xp.where(s == 0, xp.ones_like(s), s)
+
+    def backward(self, g):
+        s = self.output
+        gs = g * s
+        return gs - s * gs.sum(axis=self.axis, keepdims=True)
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x);  dx = g - softmax(x) Σ g."""
+    op_name = "log_softmax"
+
+    def forward(self, x):
+        xp = backend.xp_of(x)
+        shifted = x - _stable_max(xp, x, self.axis)
+        return shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
+
+    def backward(self, g):
+        return g - self.output.exp() * g.sum(axis=self.axis, keepdims=True)
+
+
+class CrossEntropy(Function):
+    """Mean (or sum, or per-row) of -Σ_c q_c log softmax(x)_c over rows of (N, C) logits,
+    where q = (1 - ε) onehot(target) + ε / C  (label smoothing ε), and rows whose
+    target is ``ignore_index`` count for nothing (the mean is over the others).
+
+    dx = (softmax(x) - q) · w_row, with w_row the row's weight in the reduction."""
+    op_name = "cross_entropy"
+
+    def forward(self, x):
+        xp = backend.xp_of(x)
+        n, c = x.shape
+        t = self.target
+        valid = t != self.ignore_index
+        self.valid = valid.astype(x.dtype)                       # (N,)
+        safe_t = xp.where(valid, t, xp.zeros_like(t))
+        shifted = x - _stable_max(xp, x, 1)
+        lsm = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))   # (N, C)
+        nll = -xp.take_along_axis(lsm, safe_t[:, None], axis=1)[:, 0]       # (N,)
+        eps = self.label_smoothing
+        if eps:
+            nll = (1 - eps) * nll - eps * lsm.mean(axis=1)
+        losses = nll * self.valid
+        if self.reduction == "none":
+            return losses
+        total = losses.sum()
+        if self.reduction == "sum":
+            return total
+        self.count = self.valid.sum()
+        return total / self.count  # NaN when every target is ignored, as in PyTorch
+
+    def _weights(self, g: Tensor) -> Tensor:
+        """Per-row weight of the upstream gradient, shape (N, 1)."""
+        valid = Tensor._make(self.valid, g._device)
+        if self.reduction == "none":
+            w = g * valid
+        elif self.reduction == "sum":
+            w = valid * g
+        else:
+            w = valid * (g / Tensor._make(self.count, g._device))
+        return w.reshape((-1, 1))
+
+    def backward(self, g):
+        x = self.inputs[0]
+        xp = x.xp
+        n, c = x.shape
+        eps = self.label_smoothing
+        q = xp.zeros((n, c), dtype=x.dtype)
+        if eps:
+            q += x.dtype.type(eps / c)
+        safe_t = xp.where(self.target != self.ignore_index, self.target, xp.zeros_like(self.target))
+        xp.put_along_axis(q, safe_t[:, None], x.dtype.type(1 - eps + eps / c), axis=1)
+        if is_grad_enabled():   # differentiable path (create_graph): softmax of the input tensor
+            from .fused import softmax
+            p = softmax(x, axis=1)
+        else:                   # first-order fast path on raw arrays
+            p = Tensor._make(xp.exp(self._log_softmax_raw(x.data)), x._device)
+        return (p - Tensor._make(q, x._device)) * self._weights(g)
+
+    @staticmethod
+    def _log_softmax_raw(x):
+        xp = backend.xp_of(x)
+        shifted = x - _stable_max(xp, x, 1)
+        return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+
+class LayerNorm(Function):
+    """y = (x - μ) / √(σ² + ε) · w + b over the last ``k`` axes; σ² computed
+    two-pass (mean of squared deviations), which stays accurate for rows with
+    a large mean and a small spread. Inputs: x, then weight and bias if given.
+
+    dx = r (ĝ - mean(ĝ) - x̂ mean(ĝ x̂)),  ĝ = g w,  r = 1/√(σ² + ε)."""
+    op_name = "layer_norm"
+
+    def forward(self, x, *affine):
+        xp = backend.xp_of(x)
+        axes = tuple(range(x.ndim - self.k, x.ndim))
+        mu = x.mean(axis=axes, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=axes, keepdims=True)
+        self.rstd = 1 / xp.sqrt(var + x.dtype.type(self.eps))
+        self.xhat = xc * self.rstd
+        y = self.xhat
+        if self.has_weight:
+            y = y * affine[0]
+        if self.has_bias:
+            y = y + affine[-1]
+        return y
+
+    def backward(self, g):
+        x = self.inputs[0]
+        axes = tuple(range(x.ndim - self.k, x.ndim))
+        if is_grad_enabled():   # recompute x̂ and r as Tensors of x, for higher derivatives
+            xc = x - x.mean(axis=axes, keepdims=True)
+            rstd = ((xc * xc).mean(axis=axes, keepdims=True) + self.eps) ** -0.5
+            xhat = xc * rstd
+        else:
+            xhat = Tensor._make(self.xhat, x._device)
+            rstd = Tensor._make(self.rstd, x._device)
+        gh = g * self.inputs[1] if self.has_weight else g
+        gx = rstd * (gh - gh.mean(axis=axes, keepdims=True)
+                     - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
+        grads = [gx]
+        if self.has_weight:
+            grads.append(g * xhat)
+        if self.has_bias:
+            grads.append(g)
+        return grads
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    from ._lift import normalize_axes, require_float
+    require_float(x, "softmax")
+    return Softmax.apply(x, axis=normalize_axes(axis, x.ndim, "softmax"))
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    from ._lift import normalize_axes, require_float
+    require_float(x, "log_softmax")
+    return LogSoftmax.apply(x, axis=normalize_axes(axis, x.ndim, "log_softmax"))

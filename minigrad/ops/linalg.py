@@ -1,0 +1,60 @@
+"""Matrix product with NumPy's semantics (1-D, 2-D, batched, broadcast batch dims)."""
+
+from __future__ import annotations
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._lift import broadcast_shape, lift
+
+
+class MatMul(Function):
+    """C = A @ B;  dA = G Bᵀ,  dB = Aᵀ G  (batch dims reduced by the engine).
+
+    A 1-D operand is treated as a row (left) or column (right) vector, then
+    that dimension is dropped, as in NumPy."""
+    op_name = "matmul"
+
+    def forward(self, a, b):
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.inputs
+        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a    # (..., n, k)
+        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b    # (..., k, m)
+        g2 = g
+        if a.ndim == 1:
+            g2 = g2.unsqueeze(-2 if b.ndim > 1 else 0)
+        if b.ndim == 1:
+            g2 = g2.unsqueeze(-1)                               # (..., n, m)
+        ga = gb = None
+        if a.requires_grad:
+            ga = g2 @ b2.swapaxes(-1, -2)
+            if a.ndim == 1:
+                ga = ga.squeeze(-2)
+        if b.requires_grad:
+            gb = a2.swapaxes(-1, -2) @ g2
+            if b.ndim == 1:
+                gb = gb.squeeze(-1)
+        return ga, gb
+
+
+def matmul(a, b) -> Tensor:
+    if not isinstance(a, Tensor):
+        a = lift(a, b, "matmul")
+    b = lift(b, a, "matmul")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must be at least 1-D, got shapes {a.shape} and "
+                         f"{b.shape}; use * to multiply by a scalar")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({k_a} != {k_b})")
+    if a.ndim > 2 or b.ndim > 2:
+        try:
+            broadcast_shape("matmul", a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be "
+                             "broadcast together") from None
+    if a.dtype != b.dtype and a.dtype.kind == b.dtype.kind == "f":
+        raise TypeError(f"matmul: dtypes differ ({a.dtype}, {b.dtype}); cast one with .astype()")
+    return MatMul.apply(a, b)

@@ -1,0 +1,117 @@
+"""Reductions over axes (NumPy names: ``axis=``, ``keepdims=``)."""
+
+from __future__ import annotations
+
+import math
+
+from .. import backend
+from ..autograd import Function
+from ..tensor import Tensor, get_default_dtype
+from ._lift import normalize_axes, require_float
+
+
+def _keep_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` with the reduced ``axes`` kept as size 1."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _expand_back(g: Tensor, x_shape, axes, keepdims: bool) -> Tensor:
+    """A reduced gradient broadcast back over the reduced axes."""
+    if not keepdims:
+        g = g.reshape(_keep_shape(x_shape, axes))
+    return g.broadcast_to(x_shape)
+
+
+class Sum(Function):
+    op_name = "sum"
+
+    def forward(self, x):
+        return x.sum(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, g):
+        return _expand_back(g, self.inputs[0].shape, self.axes, self.keepdims)
+
+
+class Max(Function):
+    """max (or min, with ``self.fn == "min"``); ties share the gradient evenly."""
+    op_name = "max"
+
+    def forward(self, x):
+        if x.size == 0:
+            raise ValueError(f"{self.fn}: cannot reduce an empty tensor of shape {x.shape}")
+        return getattr(x, self.fn)(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        y = self.output
+        if not self.keepdims:
+            y = y.reshape(_keep_shape(x.shape, self.axes))
+        hit = (x == y).astype(g.dtype)
+        share = hit / hit.sum(axis=self.axes, keepdims=True)
+        return _expand_back(g, x.shape, self.axes, self.keepdims) * share
+
+
+class LogSumExp(Function):
+    """log Σ exp(x), with the max subtracted first so nothing overflows."""
+    op_name = "logsumexp"
+
+    def forward(self, x):
+        xp = backend.xp_of(x)
+        m = x.max(axis=self.axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+        out = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
+        return out if self.keepdims else out.reshape(
+            tuple(n for i, n in enumerate(x.shape) if i not in self.axes))
+
+    def backward(self, g):
+        x = self.inputs[0]
+        y = self.output
+        if not self.keepdims:
+            y = y.reshape(_keep_shape(x.shape, self.axes))
+        return _expand_back(g, x.shape, self.axes, self.keepdims) * (x - y).exp()
+
+
+def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy name
+    axes = normalize_axes(axis, x.ndim, "sum")
+    if x.dtype.kind == "b":
+        x = x.astype("int64")
+    return Sum.apply(x, axes=axes, keepdims=keepdims)
+
+
+def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    axes = normalize_axes(axis, x.ndim, "mean")
+    if x.dtype.kind != "f":
+        x = x.astype(get_default_dtype())
+    n = math.prod(x.shape[a] for a in axes)
+    if n == 0:
+        raise ValueError(f"mean: reducing over an empty axis of a tensor of shape {x.shape}")
+    return Sum.apply(x, axes=axes, keepdims=keepdims) * (1.0 / n)
+
+
+def max(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    return Max.apply(x, axes=normalize_axes(axis, x.ndim, "max"), keepdims=keepdims, fn="max")
+
+
+def min(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    return Max.apply(x, axes=normalize_axes(axis, x.ndim, "min"), keepdims=keepdims, fn="min")
+
+
+def var(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    """Variance, mean((x - mean(x))²) · n/(n - ddof); NumPy's default ddof=0
+    (PyTorch's ``torch.var`` defaults to the unbiased ddof=1)."""
+    require_float(x, "var")
+    axes = normalize_axes(axis, x.ndim, "var")
+    n = math.prod(x.shape[a] for a in axes)
+    if n - ddof <= 0:
+        raise ValueError(f"var: {n} elements with ddof={ddof} leave no degrees of freedom")
+    xc = x - x.mean(axis=axes, keepdims=True)
+    return (xc * xc).sum(axis=axes, keepdims=keepdims) * (1.0 / (n - ddof))
+
+
+def std(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    return var(x, axis=axis, keepdims=keepdims, ddof=ddof).sqrt()
+
+
+def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    require_float(x, "logsumexp")
+    return LogSumExp.apply(x, axes=normalize_axes(axis, x.ndim, "logsumexp"), keepdims=keepdims)
