@@ -1,0 +1,22 @@
+"""``Parameter``: a tensor a Module trains."""
+
+from __future__ import annotations
+
+from ..tensor import Tensor, tensor
+
+
+class Parameter(Tensor):
+    """A leaf tensor that requires grad and that a ``Module`` registers when
+    it is assigned as an attribute. ``Parameter(t)`` shares ``t``'s data."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad: bool = True):
+        t = data if isinstance(data, Tensor) else tensor(data)
+        self.data, self._device = t.data, t._device
+        self._requires_grad, self.grad, self._ctx = False, None, None
+        self._hooks, self._retains_grad = [], False
+        self.requires_grad = requires_grad
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
