@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function
-from ..errors import DeviceError
+from ..errors import DeviceError, GraphError
 from ..tensor import Tensor
 
 
@@ -114,7 +114,7 @@ def setitem(x: Tensor, index, value) -> None:
     """In-place ``x[index] = value``, for tensors outside any graph (masks, buffers)."""
     from ._lift import lift
     if x.requires_grad:
-        raise RuntimeError("setitem: in-place assignment into a tensor that requires grad would "
+        raise GraphError("setitem: in-place assignment into a tensor that requires grad would "
                            "corrupt its gradient; build the result with where() or concatenate()")
     idx, _ = _normalize_index(x, index)
     v = lift(value, x, "setitem")

@@ -4,12 +4,13 @@ backward moves the gradient back the same way."""
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Sequence
 
 import numpy as np
 
 from .. import backend
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..errors import DeviceError
 from ..tensor import Tensor, _check_dtype
 from ._lift import broadcast_shape, normalize_axes
@@ -113,8 +114,6 @@ class ToDevice(Function):
 
     @classmethod
     def apply(cls, x: Tensor, dev) -> Tensor:  # the one op whose output lives elsewhere
-        from ..autograd import is_grad_enabled
-        import weakref
         fn = cls(dev=dev)
         out = Tensor._make(fn.forward(x.data), dev)
         if x.requires_grad and is_grad_enabled():
