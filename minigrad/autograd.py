@@ -107,6 +107,17 @@ def _all_finite(a) -> bool:
 
 # --------------------------------------------------------------------------- Function
 
+_TENSOR: list = []
+
+
+def _tensor_cls():
+    """``Tensor``, imported on first use (tensor.py imports this module)."""
+    if not _TENSOR:
+        from .tensor import Tensor
+        _TENSOR.append(Tensor)
+    return _TENSOR[0]
+
+
 class Function:
     """An op in the graph. Subclasses define ``forward(*arrays)`` and
     ``backward(grad)``; constructor keyword arguments become attributes.
@@ -127,19 +138,16 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params: Any) -> Tensor:
-        from .tensor import Tensor
         fn = cls(**params)
         dev = inputs[0]._device
         for t in inputs[1:]:
-            if t._device != dev:
+            if t._device is not dev and t._device != dev:
                 raise DeviceError(f"{cls.name()}: tensors on different devices ({dev}, {t._device}); "
                                   "move one with .to()")
-        out_data = fn.forward(*[t.data for t in inputs])
-        requires = (fn.differentiable and _mode.grad_enabled
-                    and any(t.requires_grad for t in inputs))
-        out = Tensor._make(out_data, dev)
-        if requires and out.data.dtype.kind == "f":
-            out.requires_grad = True
+        out = _tensor_cls()._make(fn.forward(*[t.data for t in inputs]), dev)
+        if (fn.differentiable and _mode.grad_enabled and out.data.dtype.kind == "f"
+                and any(t._requires_grad for t in inputs)):
+            out._requires_grad = True
             fn.inputs = inputs
             fn._out = weakref.ref(out)
             fn._freed = False
@@ -189,6 +197,15 @@ def unbroadcast(g: Tensor, shape: tuple[int, ...], op: str) -> Tensor:
         raise GraphError(f"{op}: backward returned a gradient of shape {g.shape} for an input "
                          f"of shape {shape}")
     return g
+
+
+def _accumulate(old: Tensor | None, new: Tensor, create_graph: bool) -> Tensor:
+    """old + new; on raw arrays (no graph node) unless a graph is being built."""
+    if old is None:
+        return new if create_graph else new.detach()
+    if create_graph:
+        return old + new
+    return _tensor_cls()._make(old.data + new.data, old._device)
 
 
 def _toposort(roots: Iterable[Tensor]) -> list[Tensor]:
@@ -246,9 +263,7 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
                 if id(t) in wanted:
                     result[id(t)] = g
             elif t._ctx is None or t._retains_grad:
-                t.grad = g if t.grad is None else t.grad + g
-                if not create_graph:
-                    t.grad = t.grad.detach()
+                t.grad = _accumulate(t.grad, g, create_graph)
             fn = t._ctx
             if fn is None:
                 continue
@@ -266,7 +281,7 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
                     raise AnomalyError(f"{fn.name()}: backward produced NaN or inf in the gradient "
                                        f"of an input of shape {p.shape}; the op was created at\n"
                                        f"{getattr(fn, '_where', '<unknown>')}")
-                grads[id(p)] = grads[id(p)] + pg if id(p) in grads else pg
+                grads[id(p)] = _accumulate(grads.get(id(p)), pg, create_graph)
             if not retain_graph:
                 fn.inputs = ()
                 fn._freed = True

@@ -39,6 +39,8 @@ def lift(x, like: Tensor, op: str) -> Tensor:
 
 def broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     """The broadcast of ``shapes``, or a ValueError naming the op and the shapes."""
+    if len(shapes) == 2 and shapes[0] == shapes[1]:
+        return shapes[0]
     try:
         return np.broadcast_shapes(*shapes)
     except ValueError:
