@@ -32,9 +32,15 @@ class MatMul(Function):
             if a.ndim == 1:
                 ga = ga.squeeze(-2)
         if b.requires_grad:
-            gb = a2.swapaxes(-1, -2) @ g2
-            if b.ndim == 1:
-                gb = gb.squeeze(-1)
+            if b.ndim == 2 and a.ndim > 2:
+                # a shared weight (x (..., n, k) @ W (k, m)): fold the batch dims into
+                # one product instead of making a (..., k, m) gradient and summing it
+                k = a.shape[-1]
+                gb = a.reshape((-1, k)).swapaxes(0, 1) @ g.reshape((-1, b.shape[1]))
+            else:
+                gb = a2.swapaxes(-1, -2) @ g2
+                if b.ndim == 1:
+                    gb = gb.squeeze(-1)
         return ga, gb
 
 
