@@ -1,0 +1,36 @@
+"""``GRUCell``: the gated recurrent unit (Cho et al. 2014)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from minigrad.tensor import Tensor
+
+from ._cell import RecurrentCell
+
+
+class GRUCell(RecurrentCell):
+    """One GRU step, with PyTorch's equations and gate order (r, z, n)::
+
+        r  = σ(W_ir x + b_ir + W_hr h + b_hr)         reset gate
+        z  = σ(W_iz x + b_iz + W_hz h + b_hz)         update gate
+        n  = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)) candidate
+        h' = (1 - z) ⊙ n + z ⊙ h
+
+    (The reset gate multiplies W_hn h + b_hn, after the product, as in PyTorch
+    and cuDNN; Cho et al. apply it to h before the product.) ``weight_ih``
+    (3H, I) and ``weight_hh`` (3H, H) stack the three gates' weights; names,
+    shapes and U(±1/√H) initialisation are PyTorch's ``torch.nn.GRUCell``'s.
+
+    Shapes: x (B, I) or (I,); h (B, H) or (H,), zeros when not given; returns h'.
+    """
+
+    gates: ClassVar[int] = 3
+
+    def recurrence(self, gx: Tensor, h: Tensor) -> Tensor:
+        x_r, x_z, x_n = gx.split(3, axis=-1)                       # each (B, H)
+        h_r, h_z, h_n = self.hidden_projection(h).split(3, axis=-1)
+        r = (x_r + h_r).sigmoid()
+        z = (x_z + h_z).sigmoid()
+        n = (x_n + r * h_n).tanh()
+        return n + z * (h - n)                                     # = (1 - z) n + z h
