@@ -9,16 +9,23 @@ expected and what it got. ``minigrad.nn.testing.check_layer`` is the test kit
 every layer here passes.
 """
 
+from .attention import MultiHeadAttention
 from .dropout import Dropout
 from .embedding import Embedding
+from .feed_forward import FeedForward
 from .gru import GRU
 from .gru_cell import GRUCell
+from .kv_cache import KVCache
 from .layer_norm import LayerNorm
+from .learned_positional_embedding import LearnedPositionalEmbedding
 from .linear import Linear
 from .lstm import LSTM
 from .lstm_cell import LSTMCell
 from .rnn import RNN
 from .rnn_cell import RNNCell
+from .sinusoidal_positional_embedding import SinusoidalPositionalEmbedding
+from .transformer_block import TransformerBlock
 
 __all__ = ["Linear", "Embedding", "LayerNorm", "Dropout", "RNNCell", "LSTMCell", "GRUCell",
-           "RNN", "LSTM", "GRU"]
+           "RNN", "LSTM", "GRU", "MultiHeadAttention", "KVCache", "FeedForward", "TransformerBlock",
+           "SinusoidalPositionalEmbedding", "LearnedPositionalEmbedding"]
