@@ -46,9 +46,7 @@ class Device:
         if idx and (kind != "cuda" or not idx.isdigit()):
             raise ValueError(f"device: bad device index in {spec!r}; only 'cuda:N' takes an index")
         self.type = kind
-        self.index = int(idx) if kind == "cuda" else None
-        if kind == "cuda" and self.index is None:
-            self.index = 0
+        self.index = (int(idx) if idx else 0) if kind == "cuda" else None
 
     def __str__(self) -> str:
         return f"cuda:{self.index}" if self.type == "cuda" else self.type
@@ -201,7 +199,8 @@ def erf(x):
     """The error function, elementwise, on any backend (needed by exact GELU)."""
     if isinstance(x, FakeArray):
         return FakeArray(erf(x._a))
-    if isinstance(x, np.ndarray):
+    if isinstance(x, (np.ndarray, np.generic)):   # a 0-d NumPy result may be a scalar
+        x = np.asarray(x)
         try:
             from scipy.special import erf as _erf  # optional, fast
         except ImportError:  # exact, slower: math.erf per element
