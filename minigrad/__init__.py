@@ -22,7 +22,7 @@ from .ops import (abs, add, all, any, argmax, argmin, astype, broadcast_to, cat,
                   lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg, pad, permute, pow,
                   relu, reshape, sigmoid, sign, split, sqrt, squeeze, stack, std, sub, sum,
                   swapaxes, tanh, transpose, truediv, unsqueeze, var, where)
-from . import functional, nn, viz  # noqa: E402,F401
+from . import functional, nn, optim, viz  # noqa: E402,F401
 from .tensor import (Tensor, bool_, float16, float32, float64, get_default_dtype, int32, int64,
                      set_default_dtype, tensor)
 
@@ -54,5 +54,5 @@ __all__ = [
     "squeeze", "unsqueeze", "expand_dims", "concatenate", "cat", "stack", "split", "flip", "pad",
     "astype", "getitem", "eq", "ne", "lt", "le", "gt", "ge", "isfinite", "logical_and",
     "logical_or", "logical_xor", "logical_not",
-    "cuda", "functional", "nn", "viz", "__version__",
+    "cuda", "functional", "nn", "optim", "viz", "__version__",
 ]

@@ -1,0 +1,64 @@
+"""Adam (Kingma & Ba 2015), with L2 weight decay added to the gradient, as
+PyTorch's ``torch.optim.Adam``. ``AdamW`` (adamw.py) decouples the decay."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..tensor import Tensor
+from .optimizer import Optimizer, ParamsT
+
+__all__ = ["Adam"]
+
+
+class Adam(Optimizer):
+    r"""One step t = 1, 2, ... with gradient g of parameter p:
+
+        g ← g + weight_decay · p               (L2; AdamW instead: p ← p − lr·wd·p)
+        m ← β₁ m + (1 − β₁) g                  (first moment,  ``exp_avg``)
+        v ← β₂ v + (1 − β₂) g²                 (second moment, ``exp_avg_sq``)
+        p ← p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+
+    The bias corrections 1 − βᵗ undo the zero initialisation of m and v.
+    The step count t is a host integer, so no device value is ever read.
+    """
+
+    state_keys = ("exp_avg", "exp_avg_sq")
+    decoupled_weight_decay = False
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        super()._check_hyperparameters(group)
+        betas = group["betas"]
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"{self._name()}: betas must be two numbers in [0, 1), got {betas!r}")
+        if group["eps"] < 0:
+            raise ValueError(f"{self._name()}: eps must be >= 0, got {group['eps']}")
+
+    def _update(self, p: Tensor, g, state: dict[str, Any], group: dict[str, Any]) -> None:
+        xp = p.xp
+        lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        if wd != 0.0:
+            if self.decoupled_weight_decay:
+                p.data *= 1.0 - lr * wd               # p ← p − lr·wd·p, before the Adam step
+            else:
+                g = g + wd * p.data                   # a new array: g itself is never modified
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * (g * g)
+        step_size = lr / (1.0 - beta1 ** t)           # Python floats: the dtype stays p's
+        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2 ** t) + eps
+        p.data -= step_size * (m / denom)
