@@ -39,13 +39,15 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning "
                                  "attributes")
+        # a tensor (or None) assigned to a buffer's name stays a buffer (decided before the pop)
+        keep_buffer = name in self._buffers and (value is None or isinstance(value, Tensor))
         for store in (self._parameters, self._buffers, self._modules):
             store.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
-        elif name in self._buffers and (value is None or isinstance(value, Tensor)):
+        elif keep_buffer:
             self._buffers[name] = value
         else:
             object.__setattr__(self, name, value)
@@ -71,9 +73,14 @@ class Module:
         moved by ``to()``, but not trained (e.g. a causal mask, running stats)."""
         if value is not None and not isinstance(value, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got {type(value).__name__}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"register_buffer: {name!r} is already a parameter or submodule of "
+                           f"{type(self).__name__}")
         self.__dict__.pop(name, None)
         self._buffers[name] = value
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
@@ -343,7 +350,19 @@ class ModuleDict(Module):
 
 
 class Sequential(ModuleList):
-    """Modules applied one after another."""
+    """Modules applied one after another, as PyTorch's: ``Sequential(a, b, c)``
+    (children "0", "1", ...) or ``Sequential({"fc": a, "act": b})`` (named)."""
+
+    def __init__(self, *modules: Module | dict[str, Module]):
+        if len(modules) == 1 and isinstance(modules[0], dict):
+            super().__init__()
+            for key, m in modules[0].items():
+                if not isinstance(m, Module):
+                    raise TypeError(f"Sequential: expected a Module for {key!r}, got "
+                                    f"{type(m).__name__}")
+                self._modules[key] = m
+        else:
+            super().__init__(modules)
 
     def forward(self, x):
         for m in self:
