@@ -39,6 +39,10 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning "
                                  "attributes")
+        if name in self._parameters and value is not None and not isinstance(value, Parameter):
+            raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} to parameter "
+                            f"{name!r} (a Parameter or None expected); wrap it with nn.Parameter(...) "
+                            "or assign into its .data")
         # a tensor (or None) assigned to a buffer's name stays a buffer (decided before the pop)
         keep_buffer = name in self._buffers and (value is None or isinstance(value, Tensor))
         for store in (self._parameters, self._buffers, self._modules):

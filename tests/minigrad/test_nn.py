@@ -402,3 +402,18 @@ def test_calculate_gain():
     assert init.calculate_gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / 1.04))
     with pytest.raises(ValueError, match="nonlinearity"):
         init.calculate_gain("swishy")
+
+
+def test_assigning_a_plain_tensor_to_a_parameter_name_is_a_type_error():
+    import minigrad as mg
+    from minigrad import nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(mg.zeros(2))
+
+    m = M()
+    with pytest.raises(TypeError, match="parameter 'weight'"):
+        m.weight = mg.ones(2)
+    assert isinstance(m.weight, nn.Parameter)
