@@ -72,6 +72,8 @@ class Tensor:
     def _make(cls, data, dev: Device, requires_grad: bool = False) -> Tensor:
         """Wrap a backend array without copying or checking (internal fast path)."""
         t = object.__new__(cls)
+        if isinstance(data, np.generic):   # NumPy gives 0-d results as scalars; hold an array
+            data = np.asarray(data)
         t.data, t._device = data, dev
         t._requires_grad, t.grad, t._ctx = requires_grad, None, None
         t._hooks, t._retains_grad = [], False
