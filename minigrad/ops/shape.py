@@ -255,7 +255,7 @@ def split(x: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
         cuts = [n // k * i for i in range(1, k)]
     else:
         cuts = [int(c) for c in indices_or_sections]
-    bounds = [0] + [min(max(c, 0), n) for c in cuts] + [n]
+    bounds = [0] + [min(max(c + n if c < 0 else c, 0), n) for c in cuts] + [n]   # slice semantics
     pre = (slice(None),) * ax
     return [x[pre + (slice(lo, max(lo, hi)),)] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
