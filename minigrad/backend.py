@@ -153,6 +153,8 @@ def index_add(target, index, values) -> None:
     is the scatter-add that gathers' gradients need. NumPy: ``np.add.at``;
     CuPy: ``cupyx.scatter_add``.
     """
+    if values.size == 0:   # nothing to add (and np.add.at cannot reshape some empty updates)
+        return
     if isinstance(target, FakeArray):
         index_add(target._a, _unwrap(index), _unwrap(values))
     elif isinstance(target, np.ndarray):

@@ -15,6 +15,8 @@ from ..tensor import Tensor
 
 def _stable_max(xp, x, axis):
     """max over ``axis`` (kept), with rows that are all -inf (or empty) given 0."""
+    if x.size == 0:   # an empty axis has no max; any shift will do
+        return x.sum(axis=axis, keepdims=True)
     m = x.max(axis=axis, keepdims=True)
     return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
 

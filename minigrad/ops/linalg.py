@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..autograd import Function
 from ..tensor import Tensor
 from ._lift import broadcast_shape, lift
@@ -35,8 +37,8 @@ class MatMul(Function):
             if b.ndim == 2 and a.ndim > 2:
                 # a shared weight (x (..., n, k) @ W (k, m)): fold the batch dims into
                 # one product instead of making a (..., k, m) gradient and summing it
-                k = a.shape[-1]
-                gb = a.reshape((-1, k)).swapaxes(0, 1) @ g.reshape((-1, b.shape[1]))
+                rows, k = math.prod(a.shape[:-1]), a.shape[-1]   # not -1: a may be empty
+                gb = a.reshape((rows, k)).swapaxes(0, 1) @ g.reshape((rows, b.shape[1]))
             else:
                 gb = a2.swapaxes(-1, -2) @ g2
                 if b.ndim == 1:

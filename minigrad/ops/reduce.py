@@ -57,7 +57,8 @@ class LogSumExp(Function):
 
     def forward(self, x):
         xp = backend.xp_of(x)
-        m = x.max(axis=self.axes, keepdims=True)
+        # the max shift; an empty axis has none, and log Σ over it is log 0 = -inf
+        m = x.max(axis=self.axes, keepdims=True) if x.size else x.sum(axis=self.axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
         out = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
         return out if self.keepdims else out.reshape(
