@@ -37,6 +37,17 @@ def lift(x, like: Tensor, op: str) -> Tensor:
     raise TypeError(f"{op}: unsupported operand type {type(x).__name__}; expected a Tensor or a number")
 
 
+def match_float(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """An integer or bool operand meeting a float one takes the float's dtype (as in
+    PyTorch), so float32 stays float32 where NumPy would make int64 + float32 float64."""
+    fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+    if fa and not fb:
+        return a, b.astype(a.dtype)
+    if fb and not fa:
+        return a.astype(b.dtype), b
+    return a, b
+
+
 def broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     """The broadcast of ``shapes``, or a ValueError naming the op and the shapes."""
     if len(shapes) == 2 and shapes[0] == shapes[1]:

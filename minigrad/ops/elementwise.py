@@ -13,7 +13,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Function
 from ..tensor import Tensor, get_default_dtype
-from ._lift import broadcast_shape, lift, require_float
+from ._lift import broadcast_shape, lift, match_float, require_float
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -24,7 +24,7 @@ def _binary(cls, a, b, name: str) -> Tensor:
         a = lift(a, b, name)
     b = lift(b, a, name)
     broadcast_shape(name, a.shape, b.shape)
-    return cls.apply(a, b)
+    return cls.apply(*match_float(a, b))
 
 
 # --------------------------------------------------------------------------- binary
@@ -380,7 +380,7 @@ def where(cond, a, b) -> Tensor:
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
     if ref is None:
         raise TypeError("where: a or b must be a Tensor")
-    a, b = lift(a, ref, "where"), lift(b, ref, "where")
+    a, b = match_float(lift(a, ref, "where"), lift(b, ref, "where"))
     if a.dtype != b.dtype:
         dt = np.promote_types(a.dtype, b.dtype)
         a, b = a.astype(dt), b.astype(dt)
