@@ -267,7 +267,13 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
             fn = t._ctx
             if fn is None:
                 continue
-            in_grads = fn.backward(g)
+            # ops inside a backward are not checked one by one under detect_anomaly: a NaN
+            # there is reported below as this op's backward, which is where the user can act
+            anomaly, _mode.anomaly = _mode.anomaly, False
+            try:
+                in_grads = fn.backward(g)
+            finally:
+                _mode.anomaly = anomaly
             if not isinstance(in_grads, (tuple, list)):
                 in_grads = (in_grads,)
             if len(in_grads) != len(fn.inputs):
