@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from . import backend
+from .errors import DeviceError
 from .ops import fused
 from .ops._lift import lift, require_float
 from .ops.elementwise import gelu, relu, sigmoid, tanh, where
@@ -19,10 +20,13 @@ __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "layer_norm", 
            "relu", "gelu", "sigmoid", "tanh"]
 
 
-def _check_targets(target: Tensor, n_classes: int, ignore_index: int, op: str) -> None:
+def _check_targets(target: Tensor, input: Tensor, n_classes: int, ignore_index: int, op: str) -> None:
     if not isinstance(target, Tensor) or target.dtype.kind not in "iu":
         got = target.dtype if isinstance(target, Tensor) else type(target).__name__
         raise TypeError(f"{op}: target must be an integer tensor of class indices, got {got}")
+    if target.device != input.device:
+        raise DeviceError(f"{op}: input on {input.device}, target on {target.device}; "
+                          "move one with .to()")
     t = target.data
     bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
     if t.size and bool(bad.any()):
@@ -52,7 +56,7 @@ def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
         got = target.shape if isinstance(target, Tensor) else type(target).__name__
         raise ValueError(f"cross_entropy: input of shape {input.shape} (classes on axis "
                          f"{1 if input.ndim > 1 else 0}) needs target of shape {expected}, got {got}")
-    _check_targets(target, c, ignore_index, "cross_entropy")
+    _check_targets(target, input, c, ignore_index, "cross_entropy")
     x = input
     if input.ndim > 2:                      # (N, C, d...) -> (N·d..., C)
         x = input.swapaxes(1, -1).reshape((-1, c))
@@ -70,7 +74,7 @@ def nll_loss(input: Tensor, target: Tensor, ignore_index: int = -100, reduction:
     if input.ndim != 2 or target.shape != input.shape[:1]:
         raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {input.shape} "
                          f"and {getattr(target, 'shape', None)}")
-    _check_targets(target, input.shape[1], ignore_index, "nll_loss")
+    _check_targets(target, input, input.shape[1], ignore_index, "nll_loss")
     xp = input.xp
     valid = target.data != ignore_index
     safe = Tensor._make(xp.where(valid, target.data, 0), input.device)
@@ -115,7 +119,6 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
         raise IndexError(f"embedding: index {bad} is out of range for {v} embeddings (valid: 0 to {v - 1})")
     from .ops.index import GetItem
     if input.device != weight.device:
-        from .errors import DeviceError
         raise DeviceError(f"embedding: indices on {input.device}, weight on {weight.device}")
     return GetItem.apply(weight, index=(i,), advanced=True)
 
