@@ -1,0 +1,674 @@
+"""The op registry: one entry per differentiable op (like PyTorch's OpInfo).
+
+An entry says how to call the op on Tensors (``fn``), how to draw valid
+inputs for it (``cases``: a hypothesis strategy of ``Case``), and what it
+computes, in plain NumPy (``ref``). The generic tests in
+``test_ops_registry.py`` run every entry on every device: gradcheck,
+gradgradcheck, forward against ``ref``, float32 stays float32, strided
+inputs, empty inputs. A new op needs one entry here and nothing else.
+
+A ``Case`` holds the positional arrays and the keyword arguments shared by
+``fn`` and ``ref``. Float arrays become differentiable tensors; integer and
+bool arrays (targets, indices, masks) become plain tensors on the same device.
+``cases(min_side)`` draws shapes with every side >= ``min_side``: the tests
+use 1, and 0 for entries marked ``empty_ok``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad.testing import (arrays, axes, broadcastable_shapes, distinct_arrays, lattice_arrays,
+                              shapes)
+
+
+class Case(NamedTuple):
+    args: tuple            # NumPy arrays; float ones are differentiated
+    kwargs: dict[str, Any]  # everything else, passed to fn and ref alike
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str                                           # unique; shown in test ids
+    fn: Callable[..., Any]                              # fn(*tensors, **kwargs) -> Tensor | tuple
+    cases: Callable[[int], st.SearchStrategy[Case]]     # cases(min_side) -> strategy
+    ref: Callable[..., Any]                             # ref(*arrays, **kwargs) -> ndarray | tuple
+    covers: tuple[str, ...] | None = None               # exported names tested; default (name,)
+    gradgrad: bool = True                               # twice differentiable: run gradgradcheck
+    empty_ok: bool = False                              # defined on empty inputs: test them too
+    via_float32: bool = False                           # rounds through float32 (astype)
+
+    @property
+    def exports(self) -> tuple[str, ...]:
+        return (self.name,) if self.covers is None else self.covers
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+REGISTRY: list[OpInfo] = []
+
+
+def register(name: str, fn, cases, ref, **flags) -> None:
+    if any(e.name == name for e in REGISTRY):
+        raise ValueError(f"op registry: duplicate entry {name!r}")
+    REGISTRY.append(OpInfo(name, fn, cases, ref, **flags))
+
+
+# --------------------------------------------------------------------------- case builders
+
+def unary(low: float = -2.0, high: float = 2.0, avoid=(), **kwargs_strategies):
+    """One array of any shape (0-d included), values in [low, high] away from ``avoid``."""
+    @st.composite
+    def cases(draw, min_side):
+        x = draw(shapes(min_side=min_side).flatmap(lambda s: arrays(s, low, high, avoid)))
+        return Case((x,), {k: draw(v) for k, v in kwargs_strategies.items()})
+    return cases
+
+
+def binary(a_arrays=arrays, b_arrays=arrays):
+    """Two arrays of broadcast-compatible shapes."""
+    @st.composite
+    def cases(draw, min_side):
+        sa, sb = draw(broadcastable_shapes(min_side=min_side))
+        return Case((draw(a_arrays(sa)), draw(b_arrays(sb))), {})
+    return cases
+
+
+def _positive(shape):
+    return arrays(shape, 0.5, 2.0)
+
+
+def _nonzero(shape):
+    return arrays(shape, -2.0, 2.0, avoid=(0.0,), margin=0.5)
+
+
+def _lattice_b(shape):
+    return lattice_arrays(shape, offset=0.25)
+
+
+def reduction(array_fn=arrays, min_count: int = 1, ddof: bool = False):
+    """An array, an ``axis`` (None, int, tuple) and ``keepdims``; at least
+    ``min_count`` elements in each reduced group."""
+    @st.composite
+    def cases(draw, min_side):
+        shape = draw(shapes(min_side=min_side))
+        axis = draw(axes(len(shape)))
+        reduced = range(len(shape)) if axis is None else (
+            [axis] if isinstance(axis, int) else list(axis))
+        count = math.prod(shape[a] for a in reduced)
+        assume(count >= min_count)
+        kwargs = {"axis": axis, "keepdims": draw(st.booleans())}
+        if ddof:
+            kwargs["ddof"] = draw(st.integers(0, min(1, count - 1)))
+        return Case((draw(array_fn(shape)),), kwargs)
+    return cases
+
+
+def _ref_logsumexp(x, axis, keepdims):
+    m = np.max(x, axis=axis, keepdims=True) if x.size else np.zeros([1] * x.ndim)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
+
+
+# --------------------------------------------------------------------------- elementwise
+
+register("add", mg.add, binary(), np.add, empty_ok=True)
+register("sub", mg.sub, binary(), np.subtract, empty_ok=True)
+register("mul", mg.mul, binary(), np.multiply, empty_ok=True)
+register("truediv", mg.truediv, binary(arrays, _nonzero), np.divide, empty_ok=True)
+register("operators", lambda a, b: (-a + b) * a - b / (a * a + 1.0), binary(),
+         lambda a, b: (-a + b) * a - b / (a * a + 1.0), covers=())
+register("scalar_operands", lambda x: (1.5 - x) * 2.0 / (x * x + 1.0) + 0.5 - 3.0 / (x + 3.0),
+         unary(), lambda x: (1.5 - x) * 2.0 / (x * x + 1.0) + 0.5 - 3.0 / (x + 3.0), covers=())
+register("pow", mg.pow, binary(_positive, arrays), np.power, empty_ok=True)
+
+
+@st.composite
+def _pow_scalar_cases(draw, min_side):
+    exponent = draw(st.sampled_from([2, 3, -1, 0.5, 2.5, -1.5]))
+    shape = draw(shapes(min_side=min_side))
+    x = draw(arrays(shape, avoid=(0.0,), margin=0.3) if isinstance(exponent, int)
+             else _positive(shape))
+    return Case((x,), {"exponent": exponent})
+
+
+register("pow[scalar exponent]", lambda x, exponent: x ** exponent, _pow_scalar_cases,
+         lambda x, exponent: np.power(x, float(exponent)), covers=())
+register("pow[scalar base]", lambda x, base: base ** x,
+         unary(base=st.sampled_from([0.5, 2.0, 3.0])), lambda x, base: np.power(base, x),
+         covers=())
+register("neg", mg.neg, unary(), np.negative, empty_ok=True)
+register("exp", mg.exp, unary(), np.exp, empty_ok=True)
+register("log", mg.log, unary(0.2, 3.0), np.log, empty_ok=True)
+register("sqrt", mg.sqrt, unary(0.2, 3.0), np.sqrt, empty_ok=True)
+register("abs", mg.abs, unary(avoid=(0.0,)), np.abs, empty_ok=True)
+register("tanh", mg.tanh, unary(), np.tanh, empty_ok=True)
+register("sigmoid", mg.sigmoid, unary(-4.0, 4.0), lambda x: 1.0 / (1.0 + np.exp(-x)), empty_ok=True)
+register("relu", mg.relu, unary(avoid=(0.0,)), lambda x: np.maximum(x, 0.0), empty_ok=True)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+register("erf", mg.erf, unary(), lambda x: _erf(x) if x.size else x.copy(), empty_ok=True)
+register("gelu", mg.gelu, unary(-3.0, 3.0),
+         lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))) if x.size else x.copy(), empty_ok=True)
+register("gelu[tanh]", lambda x: mg.gelu(x, approximate="tanh"), unary(-3.0, 3.0),
+         lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))),
+         covers=(), empty_ok=True)
+register("maximum", mg.maximum, binary(lattice_arrays, _lattice_b), np.maximum, empty_ok=True)
+register("minimum", mg.minimum, binary(lattice_arrays, _lattice_b), np.minimum, empty_ok=True)
+
+
+@st.composite
+def _clip_cases(draw, min_side):
+    lo, hi = draw(st.sampled_from([(-0.5, 0.7), (None, 0.3), (-0.2, None), (0.4, 0.4)]))
+    bounds = tuple(b for b in (lo, hi) if b is not None)
+    x = draw(shapes(min_side=min_side).flatmap(lambda s: arrays(s, avoid=bounds)))
+    return Case((x,), {"min": lo, "max": hi})
+
+
+register("clip", mg.clip, _clip_cases, np.clip, empty_ok=True)
+
+
+@st.composite
+def _where_cases(draw, min_side):
+    sc, sa, sb = draw(broadcastable_shapes(3, min_side=min_side))
+    cond = draw(st.lists(st.booleans(), min_size=math.prod(sc), max_size=math.prod(sc)))
+    return Case((np.array(cond, dtype=bool).reshape(sc), draw(arrays(sa)), draw(arrays(sb))), {})
+
+
+register("where", mg.where, _where_cases, np.where, empty_ok=True)
+
+# --------------------------------------------------------------------------- reductions
+
+register("sum", mg.sum, reduction(min_count=0), np.sum, empty_ok=True)
+register("mean", mg.mean, reduction(), np.mean)
+register("max", mg.max, reduction(distinct_arrays), np.max)
+register("min", mg.min, reduction(distinct_arrays), np.min)
+register("var", mg.var, reduction(distinct_arrays, ddof=True), np.var)
+register("std", mg.std, reduction(distinct_arrays, min_count=2, ddof=True), np.std)
+register("logsumexp", mg.logsumexp, reduction(min_count=0), _ref_logsumexp, empty_ok=True)
+
+# --------------------------------------------------------------------------- matmul
+
+
+@st.composite
+def _matmul_cases(draw, min_side):
+    n, k, m = (draw(st.integers(min_side, 3)) for _ in range(3))
+    batch_a, batch_b = draw(broadcastable_shapes(2, max_dims=2, max_side=2, min_side=min_side))
+    sa = (k,) if draw(st.integers(0, 3)) == 0 else batch_a + (n, k)
+    sb = (k,) if draw(st.integers(0, 3)) == 0 else batch_b + (k, m)
+    assume(math.prod(sa) <= 24 and math.prod(sb) <= 24)
+    return Case((draw(arrays(sa)), draw(arrays(sb))), {})
+
+
+register("matmul", mg.matmul, _matmul_cases, np.matmul, empty_ok=True)
+
+
+@st.composite
+def _linear_cases(draw, min_side):
+    lead = draw(shapes(max_dims=2, min_side=min_side, max_size=6))
+    n_in, n_out = draw(st.integers(min_side, 4)), draw(st.integers(min_side, 4))
+    args = [draw(arrays(lead + (n_in,))), draw(arrays((n_out, n_in)))]
+    if draw(st.booleans()):
+        args.append(draw(arrays((n_out,))))
+    return Case(tuple(args), {})
+
+
+register("linear", F.linear, _linear_cases,
+         lambda x, w, b=None: x @ w.T + (0.0 if b is None else b), empty_ok=True)
+
+# --------------------------------------------------------------------------- shape ops
+
+
+def _factorizations(n: int, max_dims: int = 4) -> list[tuple[int, ...]]:
+    """Every shape of up to ``max_dims`` dims holding n > 0 elements."""
+    out = [()] if n == 1 else []
+    frontier = [((), n)]
+    for _ in range(max_dims):
+        nxt = []
+        for prefix, rest in frontier:
+            for d in range(1, rest + 1):
+                if rest % d == 0:
+                    nxt.append((prefix + (d,), rest // d))
+        out += [p for p, r in nxt if r == 1]
+        frontier = nxt
+    return out
+
+
+@st.composite
+def _reshape_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side))
+    n = math.prod(shape)
+    if n == 0:
+        target = draw(st.sampled_from([(0,), (0, 2), (3, 0), (1, 0, 2), (-1, 0), (0, -1)]))
+        assume(not (-1 in target and 0 in target))
+    else:
+        target = draw(st.sampled_from(_factorizations(n)))
+        if target and draw(st.booleans()):
+            i = draw(st.integers(0, len(target) - 1))
+            target = target[:i] + (-1,) + target[i + 1:]
+    return Case((draw(arrays(shape)),), {"shape": target})
+
+
+register("reshape", lambda x, shape: x.reshape(shape), _reshape_cases, np.reshape, empty_ok=True)
+
+
+@st.composite
+def _perm_cases(draw, min_side, allow_none=True):
+    shape = draw(shapes(min_side=min_side))
+    perm = draw(st.permutations(range(len(shape))))
+    if allow_none and draw(st.booleans()):
+        perm = None
+    elif perm and draw(st.booleans()):
+        perm = [p - len(shape) for p in perm]   # negative axes
+    return Case((draw(arrays(shape)),), {"axes": None if perm is None else tuple(perm)})
+
+
+register("transpose", lambda x, axes: mg.transpose(x) if axes is None else mg.transpose(x, axes),
+         _perm_cases, np.transpose, empty_ok=True)
+register("permute", lambda x, axes: x.permute(*axes), lambda s: _perm_cases(s, allow_none=False),
+         np.transpose)
+register("T", lambda x: x.T, unary(), np.transpose, covers=())
+
+
+@st.composite
+def _swapaxes_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    nd = len(shape)
+    return Case((draw(arrays(shape)),), {"axis1": draw(st.integers(-nd, nd - 1)),
+                                         "axis2": draw(st.integers(-nd, nd - 1))})
+
+
+register("swapaxes", mg.swapaxes, _swapaxes_cases, np.swapaxes, empty_ok=True)
+
+
+@st.composite
+def _broadcast_cases(draw, min_side, minus_one=False):
+    s_in, s_other = draw(broadcastable_shapes(min_side=min_side))
+    target = np.broadcast_shapes(s_in, s_other)
+    if minus_one:   # expand: -1 keeps an input dimension
+        lead = len(target) - len(s_in)
+        target = tuple(-1 if i >= lead and draw(st.booleans()) else t for i, t in enumerate(target))
+    return Case((draw(arrays(s_in)),), {"shape": tuple(target)})
+
+
+def _ref_expand(x, shape):
+    lead = len(shape) - x.ndim
+    return np.broadcast_to(x, tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(shape)))
+
+
+register("broadcast_to", lambda x, shape: mg.broadcast_to(x, shape), _broadcast_cases, np.broadcast_to, empty_ok=True)
+register("expand", lambda x, shape: x.expand(*shape), lambda s: _broadcast_cases(s, minus_one=True),
+         _ref_expand, empty_ok=True)
+
+
+@st.composite
+def _squeeze_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side))
+    ones = [i for i, n in enumerate(shape) if n == 1]
+    axis = None
+    if ones and draw(st.booleans()):
+        picked = draw(st.lists(st.sampled_from(ones), min_size=1, unique=True))
+        axis = picked[0] if len(picked) == 1 else tuple(picked)
+    return Case((draw(arrays(shape)),), {"axis": axis})
+
+
+register("squeeze", mg.squeeze, _squeeze_cases, np.squeeze, empty_ok=True)
+
+
+@st.composite
+def _unsqueeze_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side))
+    return Case((draw(arrays(shape)),), {"axis": draw(st.integers(-len(shape) - 1, len(shape)))})
+
+
+register("unsqueeze", lambda x, axis: x.unsqueeze(axis), _unsqueeze_cases, np.expand_dims,
+         empty_ok=True)
+register("expand_dims", mg.expand_dims, _unsqueeze_cases, np.expand_dims, empty_ok=True)
+
+
+@st.composite
+def _concat_cases(draw, min_side):
+    base = draw(shapes(min_dims=1, min_side=min_side, max_size=8))
+    nd = len(base)
+    axis = draw(st.integers(-nd, nd - 1))
+    parts = []
+    for _ in range(draw(st.integers(1, 3))):
+        shape = list(base)
+        shape[axis] = draw(st.integers(min_side, 3))
+        parts.append(draw(arrays(tuple(shape))))
+    return Case(tuple(parts), {"axis": axis})
+
+
+register("concatenate", lambda *xs, axis: mg.concatenate(xs, axis=axis), _concat_cases,
+         lambda *xs, axis: np.concatenate(xs, axis=axis), empty_ok=True)
+register("cat", lambda *xs, axis: mg.cat(list(xs), axis), _concat_cases,
+         lambda *xs, axis: np.concatenate(xs, axis=axis), empty_ok=True)
+
+
+@st.composite
+def _stack_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side, max_size=8))
+    k = draw(st.integers(1, 3))
+    return Case(tuple(draw(arrays(shape)) for _ in range(k)),
+                {"axis": draw(st.integers(-len(shape) - 1, len(shape)))})
+
+
+register("stack", lambda *xs, axis: mg.stack(xs, axis=axis), _stack_cases,
+         lambda *xs, axis: np.stack(xs, axis=axis), empty_ok=True)
+
+
+@st.composite
+def _split_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    n = shape[axis]
+    if draw(st.booleans()):
+        sections = draw(st.sampled_from([k for k in range(1, 5) if n % k == 0]))
+    else:   # cut points, NumPy style: unsorted, negative and out-of-range ones allowed
+        sections = draw(st.lists(st.integers(-n - 1, n + 1), max_size=3))
+    return Case((draw(arrays(shape)),), {"indices_or_sections": sections, "axis": axis})
+
+
+register("split", lambda x, indices_or_sections, axis: tuple(mg.split(x, indices_or_sections, axis)),
+         _split_cases, lambda x, indices_or_sections, axis: tuple(np.split(x, indices_or_sections, axis)),
+         empty_ok=True)
+
+
+@st.composite
+def _flip_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side))
+    return Case((draw(arrays(shape)),), {"axis": draw(axes(len(shape)))})
+
+
+register("flip", mg.flip, _flip_cases, np.flip, empty_ok=True)
+
+
+@st.composite
+def _pad_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side, max_size=8))
+    pair = st.tuples(st.integers(0, 2), st.integers(0, 2))
+    pad_width = draw(st.one_of(st.integers(0, 1), pair,
+                               st.tuples(*[pair for _ in shape]).filter(
+                                   lambda p: math.prod(n + a + b for n, (a, b) in zip(shape, p)) <= 40)))
+    return Case((draw(arrays(shape)),), {"pad_width": pad_width,
+                                         "value": draw(st.sampled_from([0.0, -1.5]))})
+
+
+register("pad", mg.pad, _pad_cases,
+         lambda x, pad_width, value: np.pad(x, pad_width, constant_values=value), empty_ok=True)
+register("astype", lambda x: x.astype("float32"), unary(), lambda x: x.astype(np.float32),
+         via_float32=True, empty_ok=True)
+
+# --------------------------------------------------------------------------- indexing
+
+
+def _slice(n: int):
+    ends = st.one_of(st.none(), st.integers(-n - 1, n + 1))
+    return st.builds(slice, ends, ends, st.sampled_from([None, 1, 2, -1, -2]))
+
+
+@st.composite
+def _basic_index_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    items = [draw(st.integers(-n, n - 1) if n and draw(st.booleans()) else _slice(n)) for n in shape]
+    if draw(st.booleans()):   # an Ellipsis standing for some leading dims
+        items = [Ellipsis] + items[draw(st.integers(0, len(items))):]
+    else:                     # or index only the leading dims
+        items = items[:draw(st.integers(1, len(items)))]
+    if draw(st.booleans()):   # a new axis somewhere
+        items.insert(draw(st.integers(0, len(items))), None)
+    index = items[0] if len(items) == 1 and draw(st.booleans()) else tuple(items)
+    return Case((draw(arrays(shape)),), {"index": index})
+
+
+@st.composite
+def _int_array_index_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    dim = draw(st.integers(0, len(shape) - 1))
+    n = shape[dim]
+    idx_shape = draw(shapes(min_dims=1, max_dims=2, max_size=5))
+    # few distinct values, so repeated indices (whose gradients must add up) are common
+    idx = np.array(draw(st.lists(st.integers(-n, n - 1), min_size=math.prod(idx_shape),
+                                 max_size=math.prod(idx_shape))), dtype=np.int64).reshape(idx_shape)
+    return Case((draw(arrays(shape)),), {"index": (slice(None),) * dim + (idx,)})
+
+
+@st.composite
+def _bool_mask_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    mshape = shape[:draw(st.integers(1, len(shape)))]
+    mask = np.array(draw(st.lists(st.booleans(), min_size=math.prod(mshape),
+                                  max_size=math.prod(mshape))), dtype=bool).reshape(mshape)
+    return Case((draw(arrays(shape)),), {"index": mask})
+
+
+@st.composite
+def _tensor_index_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    idx = np.array(draw(st.lists(st.integers(-shape[0], shape[0] - 1), min_size=1, max_size=4)),
+                   dtype=np.int64)
+    return Case((draw(arrays(shape)), idx), {})
+
+
+register("getitem", mg.getitem, _basic_index_cases, lambda x, index: x[index], empty_ok=True)
+register("getitem[int array]", lambda x, index: x[index], _int_array_index_cases,
+         lambda x, index: x[index], covers=())
+register("getitem[bool mask]", lambda x, index: x[index], _bool_mask_cases,
+         lambda x, index: x[index], covers=())
+register("getitem[index tensor]", lambda x, idx: x[idx], _tensor_index_cases,
+         lambda x, idx: x[idx], covers=())
+
+
+@st.composite
+def _embedding_cases(draw, min_side):
+    v, d = draw(st.integers(1, 4)), draw(st.integers(min_side, 3))
+    idx_shape = draw(shapes(max_dims=2, min_side=min_side, max_size=6))
+    idx = np.array(draw(st.lists(st.integers(0, v - 1), min_size=math.prod(idx_shape),
+                                 max_size=math.prod(idx_shape))), dtype=np.int64).reshape(idx_shape)
+    return Case((idx, draw(arrays((v, d)))), {})
+
+
+register("embedding", F.embedding, _embedding_cases, lambda idx, w: w[idx], empty_ok=True)
+
+# --------------------------------------------------------------------------- functional
+
+
+@st.composite
+def _softmax_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    return Case((draw(arrays(shape, -3.0, 3.0)),),
+                {"axis": draw(st.integers(-len(shape), len(shape) - 1))})
+
+
+def _ref_log_softmax(x, axis):
+    m = np.max(x, axis=axis, keepdims=True) if x.size else 0.0
+    return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+register("softmax", F.softmax, _softmax_cases,
+         lambda x, axis: np.exp(_ref_log_softmax(x, axis)), empty_ok=True)
+register("log_softmax", F.log_softmax, _softmax_cases, _ref_log_softmax, empty_ok=True)
+
+
+@st.composite
+def _cross_entropy_cases(draw, min_side):
+    layout = draw(st.sampled_from(["NC", "C", "NCd"]))
+    n, c, d = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    shape, tshape = {"NC": ((n, c), (n,)), "C": ((c,), ()), "NCd": ((n, c, d), (n, d))}[layout]
+    assume(math.prod(shape) <= 24)
+    ignore_index = draw(st.sampled_from([-100, 1]))
+    pool = list(range(c)) + [ignore_index]
+    target = np.array(draw(st.lists(st.sampled_from(pool), min_size=math.prod(tshape),
+                                    max_size=math.prod(tshape))), dtype=np.int64).reshape(tshape)
+    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+    if reduction == "mean":
+        assume((target != ignore_index).any())   # else the mean is 0/0 (NaN, as in PyTorch)
+    return Case((draw(arrays(shape, -3.0, 3.0)), target),
+                {"ignore_index": ignore_index, "reduction": reduction,
+                 "label_smoothing": draw(st.sampled_from([0.0, 0.1, 0.4]))})
+
+
+def _ref_cross_entropy(x, target, ignore_index, reduction, label_smoothing):
+    out_shape = target.shape
+    if x.ndim == 1:
+        x, target = x[None], target[None]
+    c = x.shape[1]
+    x = np.moveaxis(x, 1, -1).reshape(-1, c)        # (rows, C)
+    t = target.reshape(-1)
+    valid = t != ignore_index
+    lsm = _ref_log_softmax(x, 1)
+    q = np.full(x.shape, label_smoothing / c)
+    q[np.arange(len(t)), np.where(valid, t, 0)] += 1.0 - label_smoothing
+    losses = -(q * lsm).sum(axis=1) * valid
+    if reduction == "none":
+        return losses.reshape(out_shape)
+    return losses.sum() if reduction == "sum" else losses.sum() / valid.sum()
+
+
+register("cross_entropy", F.cross_entropy, _cross_entropy_cases, _ref_cross_entropy)
+
+
+@st.composite
+def _nll_cases(draw, min_side):
+    n, c = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ignore_index = draw(st.sampled_from([-100, 0]))
+    target = np.array(draw(st.lists(st.sampled_from(list(range(c)) + [ignore_index]),
+                                    min_size=n, max_size=n)), dtype=np.int64)
+    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+    if reduction == "mean":
+        assume((target != ignore_index).any())
+    return Case((draw(arrays((n, c))), target), {"ignore_index": ignore_index, "reduction": reduction})
+
+
+def _ref_nll(x, target, ignore_index, reduction):
+    valid = target != ignore_index
+    picked = -x[np.arange(len(target)), np.where(valid, target, 0)] * valid
+    if reduction == "none":
+        return picked
+    return picked.sum() if reduction == "sum" else picked.sum() / valid.sum()
+
+
+register("nll_loss", F.nll_loss, _nll_cases, _ref_nll)
+
+
+@st.composite
+def _layer_norm_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, max_dims=3))
+    k = draw(st.integers(1, len(shape)))
+    normalized = shape[len(shape) - k:]
+    assume(math.prod(normalized) >= 2)
+    affine = draw(st.sampled_from([(), ("weight",), ("bias",), ("weight", "bias")]))
+    params = tuple(draw(arrays(normalized)) for _ in affine)
+    # distinct values: no row is constant, where the normalisation has a kink
+    return Case((draw(distinct_arrays(shape)),) + params, {"normalized_shape": normalized,
+                                                            "affine": affine})
+
+
+def _ref_layer_norm(x, *params, normalized_shape, affine, eps=1e-5):
+    ax = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    xc = x - x.mean(axis=ax, keepdims=True)
+    y = xc / np.sqrt((xc * xc).mean(axis=ax, keepdims=True) + eps)
+    p = dict(zip(affine, params))
+    return y * p.get("weight", 1.0) + p.get("bias", 0.0)
+
+
+register("layer_norm",
+         lambda x, *params, normalized_shape, affine:
+         F.layer_norm(x, normalized_shape, **dict(zip(affine, params))),
+         _layer_norm_cases, _ref_layer_norm)
+
+
+def _seeded_dropout(x, p):
+    mg.manual_seed(7)   # the same mask on every call: gradcheck evaluates fn many times
+    return F.dropout(x, p)
+
+
+def _ref_dropout(x, p):
+    """By composition: dropout(x) == x * dropout(ones) under the same seed
+    (test_functional checks the mask itself: values 0 or 1/(1-p), mean scale 1)."""
+    mask = _seeded_dropout(mg.ones(x.shape, dtype="float64"), p).numpy()
+    return x * mask
+
+
+register("dropout", _seeded_dropout, unary(p=st.sampled_from([0.0, 0.25, 0.5, 1.0])), _ref_dropout,
+         empty_ok=True)
+
+
+@st.composite
+def _masked_fill_cases(draw, min_side):
+    sx, sm = draw(broadcastable_shapes(min_side=min_side))
+    sx = np.broadcast_shapes(sx, sm)
+    mask = np.array(draw(st.lists(st.booleans(), min_size=math.prod(sm), max_size=math.prod(sm))),
+                    dtype=bool).reshape(sm)
+    return Case((draw(arrays(sx)), mask), {"value": draw(st.sampled_from([0.0, -1.5, 1e4]))})
+
+
+register("masked_fill", F.masked_fill, _masked_fill_cases,
+         lambda x, mask, value: np.where(mask, value, x), empty_ok=True)
+
+
+@st.composite
+def _sdpa_cases(draw, min_side):
+    batch = draw(shapes(max_dims=2, max_side=2))
+    L, S, E, Ev = (draw(st.integers(1, 3)) for _ in range(4))
+    assume(math.prod(batch) * max(L, S) * max(E, Ev) <= 24)
+    q, k, v = (draw(arrays(batch + s)) for s in ((L, E), (S, E), (S, Ev)))
+    kind = draw(st.sampled_from(["none", "causal", "bool", "float", "fully masked row"]))
+    kwargs = {"is_causal": kind == "causal", "scale": draw(st.sampled_from([None, 0.7]))}
+    args = (q, k, v)
+    if kind in ("bool", "fully masked row"):
+        mask = np.array(draw(st.lists(st.booleans(), min_size=L * S, max_size=L * S))).reshape(L, S)
+        if kind == "fully masked row":
+            mask[draw(st.integers(0, L - 1))] = False
+        args += (mask,)
+    elif kind == "float":
+        args += (draw(arrays((L, S))),)
+    return Case(args, kwargs)
+
+
+def _ref_sdpa(q, k, v, mask=None, is_causal=False, scale=None):
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    allowed = np.ones(s.shape[-2:], dtype=bool)
+    if is_causal:
+        allowed &= np.tril(allowed)
+    if mask is not None and mask.dtype == bool:
+        allowed = allowed & mask
+    elif mask is not None:
+        s = s + mask
+    s = np.where(allowed, s, -np.inf)
+    m = np.max(s, axis=-1, keepdims=True)
+    e = np.exp(s - np.where(np.isfinite(m), m, 0.0))
+    total = e.sum(axis=-1, keepdims=True)
+    return (e / np.where(total == 0, 1.0, total)) @ v
+
+
+register("scaled_dot_product_attention",
+         lambda q, k, v, *mask, **kw: F.scaled_dot_product_attention(
+             q, k, v, attn_mask=mask[0] if mask else None, **kw),
+         _sdpa_cases, _ref_sdpa)
+
+
+@st.composite
+def _mse_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side))
+    return Case((draw(arrays(shape)), draw(arrays(shape))),
+                {"reduction": draw(st.sampled_from(["mean", "sum", "none"]))})
+
+
+def _ref_mse(x, t, reduction):
+    sq = (x - t) ** 2
+    return sq if reduction == "none" else sq.sum() if reduction == "sum" else sq.mean()
+
+
+register("mse_loss", F.mse_loss, _mse_cases, _ref_mse)
