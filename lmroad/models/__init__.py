@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from .base import LanguageModel, check_sampling_args, filter_logits, sample_logits
 from .ngram import NGramConfig, NGramLM
+from .rnn import GRULM, LSTMLM, RNNLM, RNNConfig, detach_state
+from .transformer import TransformerConfig, TransformerLM
 
 MODELS: dict[str, type[LanguageModel]] = {
-    cls.model_type: cls for cls in (NGramLM,)
+    cls.model_type: cls for cls in (NGramLM, RNNLM, LSTMLM, GRULM, TransformerLM)
 }
 
 
@@ -27,4 +29,5 @@ def build_model(model_type: str, config=None) -> LanguageModel:
 
 
 __all__ = ["LanguageModel", "MODELS", "build_model", "sample_logits", "filter_logits",
-           "check_sampling_args", "NGramLM", "NGramConfig"]
+           "check_sampling_args", "NGramLM", "NGramConfig", "RNNLM", "LSTMLM", "GRULM", "RNNConfig",
+           "detach_state", "TransformerLM", "TransformerConfig"]

@@ -38,7 +38,7 @@ import numpy as np
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend, nn
+from minigrad import backend, nn, optim
 from minigrad.tensor import Tensor
 
 __all__ = ["LanguageModel", "sample_logits", "filter_logits", "check_sampling_args"]
@@ -199,6 +199,16 @@ class LanguageModel(nn.Module):
             raise ValueError(f"{type(self).__name__}: targets must be a tensor of shape "
                              f"{(B, T)} like idx, got {got}")
         return F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T))
+
+    # ----------------------------------------------------------------- training
+    def configure_optimizers(self, weight_decay: float = 0.1, lr: float = 3e-4,
+                             betas: tuple[float, float] = (0.9, 0.95)) -> optim.AdamW:
+        """AdamW with two parameter groups, as nanoGPT: matrices and embeddings
+        (ndim >= 2) decay, biases and LayerNorm weights (ndim < 2) do not."""
+        if not any(p.requires_grad for p in self.parameters()):
+            raise TypeError(f"{type(self).__name__} has no parameters to train")
+        return optim.AdamW(optim.param_groups_for_weight_decay(self, weight_decay), lr=lr,
+                           betas=betas)
 
     # ----------------------------------------------------------------- generation
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0,

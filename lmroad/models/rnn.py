@@ -1,0 +1,167 @@
+"""``RNNLM`` (and ``LSTMLM``, ``GRULM``): recurrent language models
+(Mikolov et al. 2010; Zaremba et al. 2014 for the LSTM with dropout).
+
+    e_t = Dropout(E[w_t])                          embedding        (B, T, n_embd)
+    h_t = core(e_t, h_{t-1})                       num_layers of RNN/LSTM/GRU cells
+    logits_t = W_out Dropout(h_t) + b_out          next-token scores (B, T, V)
+
+The hidden state is the model's whole memory of the past, so a long text is
+trained in consecutive windows that hand the state on (truncated
+backpropagation through time): the state at the end of one window starts
+the next, detached so gradients stop at the window boundary.
+
+    state = None
+    for x, y in consecutive_windows:
+        logits, loss = model(x, y, state=state)
+        loss.backward(); opt.step(); opt.zero_grad()
+        state = model.detach_state(model.last_state)
+
+``model.last_state`` is the final state of the most recent ``forward``
+(still attached to its graph; ``detach_state`` cuts it), so ``forward``
+keeps the one interface ``(logits, loss)``. The state is the core's: a
+tensor h (num_layers, B, hidden_size) for "rnn" and "gru", a tuple (h, c)
+of two such tensors for "lstm". ``generate`` does not touch ``last_state``.
+
+``tie_weights=True`` uses the embedding matrix as the output weights
+(Press & Wolf 2017; Inan et al. 2017), which needs n_embd == hidden_size.
+Initialisation: embedding and output weights U(-0.1, 0.1), output bias 0
+(as PyTorch's word-language-model example); the recurrent cells keep their
+PyTorch initialisation, U(±1/√hidden_size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmroad.layers import GRU, LSTM, RNN, Dropout, Embedding, Linear
+from minigrad import nn
+from minigrad.tensor import Tensor
+
+from .base import LanguageModel
+
+__all__ = ["RNNLM", "LSTMLM", "GRULM", "RNNConfig", "detach_state"]
+
+CORES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    vocab_size: int = 256
+    n_embd: int = 64
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0
+    tie_weights: bool = False
+    cell: str = "rnn"
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_embd", "hidden_size", "num_layers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"RNNLM: {name} must be an int >= 1, got {v!r}")
+        if self.cell not in CORES:
+            raise ValueError(f"RNNLM: cell must be one of {tuple(CORES)}, got {self.cell!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"RNNLM: dropout must be in [0, 1), got {self.dropout}")
+        if self.tie_weights and self.n_embd != self.hidden_size:
+            raise ValueError(f"RNNLM: tie_weights needs n_embd == hidden_size (the output layer "
+                             f"reuses the (vocab_size, n_embd) embedding as its (vocab_size, "
+                             f"hidden_size) weight), got n_embd={self.n_embd}, "
+                             f"hidden_size={self.hidden_size}")
+
+
+def detach_state(state):
+    """The state with every tensor cut from its graph (None stays None)."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    raise TypeError(f"detach_state: expected a Tensor, a tuple of Tensors or None, "
+                    f"got {type(state).__name__}")
+
+
+class RNNLM(LanguageModel):
+    """Embedding -> multi-layer RNN/LSTM/GRU -> (dropout) -> Linear to the vocabulary."""
+
+    config_class = RNNConfig
+    model_type = "rnn"
+
+    def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
+                 num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
+                 cell: str = "rnn"):
+        super().__init__()
+        cfg = self._config = RNNConfig(vocab_size=vocab_size, n_embd=n_embd, hidden_size=hidden_size,
+                                       num_layers=num_layers, dropout=dropout,
+                                       tie_weights=tie_weights, cell=cell)
+        self.embedding = Embedding(cfg.vocab_size, cfg.n_embd)
+        self.drop = Dropout(cfg.dropout)
+        # dropout between stacked layers too (Zaremba et al. 2014), inside the core
+        self.core = CORES[cfg.cell](cfg.n_embd, cfg.hidden_size, cfg.num_layers, batch_first=True,
+                                    dropout=cfg.dropout)
+        self.head = Linear(cfg.hidden_size, cfg.vocab_size)
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.uniform_(self.head.weight, -0.1, 0.1)
+        nn.init.zeros_(self.head.bias)
+        if cfg.tie_weights:
+            self.head.weight = self.embedding.weight    # one Parameter, (V, n_embd)
+        self.last_state = None
+
+    def extra_repr(self) -> str:
+        c = self._config
+        return f"cell={c.cell!r}, tie_weights={c.tie_weights}"
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None, state=None):
+        """idx (B, T) -> (logits (B, T, V), loss or None), starting from ``state``
+        (zeros when None); the final state is left in ``self.last_state``."""
+        logits, self.last_state = self._run(idx, state)
+        return logits, self._loss(logits, targets)
+
+    def _run(self, idx: Tensor, state):
+        self._check_idx(idx)
+        x = self.drop(self.embedding(idx))              # (B, T, n_embd)
+        y, state = self.core(x, state)                  # (B, T, H), final state
+        return self.head(self.drop(y)), state           # (B, T, V)
+
+    @staticmethod
+    def detach_state(state):
+        """See ``lmroad.models.rnn.detach_state``: cut the state from its graph for the next window."""
+        return detach_state(state)
+
+    # generation: the carried state is the cache; each new token is one step of the core
+    def _prefill(self, idx: Tensor):
+        logits, state = self._run(idx, None)
+        return logits[:, -1, :], state
+
+    def _decode(self, new: Tensor, state):
+        h, state = self.core.step(self.embedding(new[:, 0]), state)   # (B, H)
+        return self.head(h), state                                     # (B, V)
+
+
+class LSTMLM(RNNLM):
+    """``RNNLM`` with LSTM cells."""
+
+    model_type = "lstm"
+
+    def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
+                 num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
+                 cell: str = "lstm"):
+        if cell != "lstm":
+            raise ValueError(f"LSTMLM: cell is always 'lstm', got {cell!r}; use RNNLM(cell=...)")
+        super().__init__(vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell)
+
+
+class GRULM(RNNLM):
+    """``RNNLM`` with GRU cells."""
+
+    model_type = "gru"
+
+    def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
+                 num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
+                 cell: str = "gru"):
+        if cell != "gru":
+            raise ValueError(f"GRULM: cell is always 'gru', got {cell!r}; use RNNLM(cell=...)")
+        super().__init__(vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell)
