@@ -10,7 +10,7 @@ import math
 from . import backend
 from .errors import DeviceError
 from .ops import fused
-from .ops._lift import lift, require_float
+from .ops._lift import broadcast_shape, lift, require_float
 from .ops.elementwise import gelu, relu, sigmoid, tanh, where
 from .ops.fused import log_softmax, softmax
 from .tensor import Tensor
@@ -142,6 +142,7 @@ def masked_fill(x: Tensor, mask: Tensor, value: float) -> Tensor:
     if not isinstance(mask, Tensor) or mask.dtype.kind != "b":
         raise TypeError(f"masked_fill: mask must be a bool tensor, got "
                         f"{mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}")
+    broadcast_shape("masked_fill", mask.shape, x.shape)
     return where(mask, lift(value, x, "masked_fill"), x)
 
 
@@ -190,6 +191,9 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     target = lift(target, input, "mse_loss")
     if input.shape != target.shape:
         raise ValueError(f"mse_loss: input {input.shape} and target {target.shape} must have the same shape")
+    if input.device != target.device:
+        raise DeviceError(f"mse_loss: input on {input.device}, target on {target.device}; "
+                          "move one with .to()")
     d = input - target
     sq = d * d
     return sq if reduction == "none" else sq.sum() if reduction == "sum" else sq.mean()

@@ -258,7 +258,11 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
     if backend.is_array(data):
         arr = data.astype(dt) if dt is not None else data.copy()
     else:
-        arr = np.array(data, dtype=dt if dt is not None else _infer_dtype(data))
+        try:
+            arr = np.array(data, dtype=dt if dt is not None else _infer_dtype(data))
+        except ValueError:   # NumPy 2 refuses ragged lists and non-numeric strings outright
+            raise TypeError("tensor: data must be numbers, nested lists of numbers, or an array; "
+                            f"got {type(data).__name__} with ragged or non-numeric items") from None
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"tensor: unsupported data of dtype {arr.dtype}")
     arr = backend.to_device(arr, dev)

@@ -110,6 +110,7 @@ def var(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
 
 
 def std(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    normalize_axes(axis, x.ndim, "std")   # so a bad axis names std, not var
     return var(x, axis=axis, keepdims=keepdims, ddof=ddof).sqrt()
 
 
