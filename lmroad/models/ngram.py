@@ -44,9 +44,11 @@ gradient; ``num_entries()`` counts the stored n-gram types instead.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -82,32 +84,61 @@ class NGramConfig:
             raise ValueError(f"NGramLM: discount must be in (0, 1), got {self.discount}")
 
 
-class _Row:
-    """The tokens seen after one context: ids (K,), counts (K,), their total and K."""
-
-    __slots__ = ("words", "counts", "total", "types")
-
-    def __init__(self, words: np.ndarray, counts: np.ndarray):
-        self.words, self.counts = words, counts.astype(np.float64)
-        self.total, self.types = float(self.counts.sum()), len(words)
+class _Row(NamedTuple):
+    """The tokens seen after one context: ids (K,), counts (K,), their total, and K."""
+    words: np.ndarray
+    counts: np.ndarray
+    total: float
+    types: int
 
 
-def _group(grams: np.ndarray, counts: np.ndarray) -> dict[tuple[int, ...], _Row]:
-    """Lexicographically sorted unique m-grams (N, m) with counts -> {context: _Row}."""
-    if len(grams) == 0:
-        return {}
-    ctx = grams[:, :-1]
-    starts = np.flatnonzero(np.r_[True, (ctx[1:] != ctx[:-1]).any(axis=1)] if ctx.shape[1]
-                            else np.r_[True, np.zeros(len(grams) - 1, bool)])
-    ends = np.r_[starts[1:], len(grams)]
-    return {tuple(ctx[s].tolist()): _Row(grams[s:e, -1], counts[s:e]) for s, e in zip(starts, ends)}
+class _Table:
+    """Counts of one order grouped by context: ``get(context) -> _Row | None``.
+
+    Built from lexicographically sorted unique m-grams (N, m), so the m-grams
+    that share a context are one contiguous run; the dict maps each context
+    to its run, and rows are sliced out only when asked for."""
+
+    def __init__(self, grams: np.ndarray, counts: np.ndarray):
+        n = len(grams)
+        self.words, self.counts = grams[:, -1], counts.astype(np.float64)
+        ctx = grams[:, :-1]
+        new_ctx = np.ones(n, bool)
+        if n > 1 and ctx.shape[1]:
+            new_ctx[1:] = (ctx[1:] != ctx[:-1]).any(axis=1)
+        elif n > 1:
+            new_ctx[1:] = False                          # unigrams: one empty context
+        self.starts = np.flatnonzero(new_ctx)
+        self.ends = np.r_[self.starts[1:], n].astype(np.int64)
+        self.totals = np.add.reduceat(self.counts, self.starts) if n else np.zeros(0)
+        self.index = dict(zip(map(tuple, ctx[self.starts].tolist()), range(len(self.starts))))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def get(self, context: tuple[int, ...]) -> _Row | None:
+        g = self.index.get(context)
+        if g is None:
+            return None
+        s, e = self.starts[g], self.ends[g]
+        return _Row(self.words[s:e], self.counts[s:e], float(self.totals[g]), int(e - s))
 
 
-def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _unique_rows(rows: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``rows`` (N, m) in lexicographic order, and how often each occurs.
+
+    Rows of ids < base are read as m-digit numbers in that base when they fit
+    in int64 (sorting one integer per row is much faster than sorting rows)."""
+    m = rows.shape[1]
     if len(rows) == 0:
-        return rows, np.zeros(0, np.int64)
-    grams, counts = np.unique(rows, axis=0, return_counts=True)
-    return grams.astype(np.int64), counts.astype(np.int64)
+        return rows.astype(np.int64), np.zeros(0, np.int64)
+    if m == 0 or m * math.log2(base) >= 62:
+        grams, counts = np.unique(rows, axis=0, return_counts=True)
+        return grams.astype(np.int64), counts.astype(np.int64)
+    powers = base ** np.arange(m - 1, -1, -1, dtype=np.int64)     # (m,)
+    keys, counts = np.unique(rows.astype(np.int64) @ powers, return_counts=True)
+    grams = (keys[:, None] // powers) % base                      # back to digits, (N, m)
+    return grams, counts.astype(np.int64)
 
 
 class NGramLM(LanguageModel):
@@ -145,7 +176,7 @@ class NGramLM(LanguageModel):
         for m in range(1, n + 1):
             windows = [np.lib.stride_tricks.sliding_window_view(s, m) for s in seqs if len(s) >= m]
             rows = np.concatenate(windows) if windows else np.zeros((0, m), np.int64)
-            self._tables[m] = _unique_rows(rows)
+            self._tables[m] = _unique_rows(rows, self._config.vocab_size)
         self._build()
         return self
 
@@ -175,15 +206,15 @@ class NGramLM(LanguageModel):
     def _build(self) -> None:
         """Group the count tables by context; derive the continuation counts."""
         n = self._config.n
-        self._raw: dict[int, dict] = {}
-        self._cont: dict[int, dict] = {}
+        self._raw: dict[int, _Table] = {}      # m -> token counts of m-grams
+        self._cont: dict[int, _Table] = {}     # m -> continuation counts N1+(• g), m < n
         for m in range(1, n + 1):
             grams, counts = self._tables.get(m, (np.zeros((0, m), np.int64), np.zeros(0, np.int64)))
-            self._raw[m] = _group(grams, counts)
+            self._raw[m] = _Table(grams, counts)
         for m in range(1, n):
             # N1+(• g) for each m-gram g: the distinct (m+1)-gram types that end in g
             higher = self._tables.get(m + 1, (np.zeros((0, m + 1), np.int64),))[0]
-            self._cont[m] = _group(*_unique_rows(higher[:, 1:]))
+            self._cont[m] = _Table(*_unique_rows(higher[:, 1:], self._config.vocab_size))
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
 
     @property
@@ -313,6 +344,14 @@ class NGramLM(LanguageModel):
             if g.size and (g.min() < 0 or g.max() >= V):
                 raise ValueError(f"load_state_dict for NGramLM: order {m} holds token ids outside "
                                  f"0..{V - 1}; nothing was loaded")
+            order = np.lexsort(g.T[::-1]) if m else np.arange(len(g))   # lexicographic rows
+            g, c = g[order], c[order]
+            if len(g) > 1 and not (g[1:] != g[:-1]).any(axis=1).all():
+                raise ValueError(f"load_state_dict for NGramLM: order {m} lists an n-gram twice; "
+                                 "nothing was loaded")
+            if (c < 1).any():
+                raise ValueError(f"load_state_dict for NGramLM: order {m} has counts < 1; "
+                                 "nothing was loaded")
             tables[m] = (g, c)
         self._tables = tables
         self._build()

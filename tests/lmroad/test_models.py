@@ -160,6 +160,29 @@ def test_ngram_kneser_ney_beats_add_one_on_structured_text():
     assert kn < add1 - 0.05
 
 
+def test_ngram_probabilities_match_hand_computation():
+    corpus = np.array([0, 2, 1, 2, 2, 0, 1])
+    kn = NGramLM(2, 3, "kneser_ney", discount=0.75).fit(corpus)
+    # after "2": each of 3 successors seen once -> (1 - D)/3 + D·3/3 · P_cont, where
+    # P_cont(w) interpolates N1+(• w) = (1, 2, 3) (of 6 bigram types) with the uniform 1/3
+    p_cont = (np.array([1, 2, 3]) - 0.75) / 6 + 0.75 * 3 / 6 / 3
+    np.testing.assert_allclose(kn.probs([2]), 0.25 / 3 + 0.75 * p_cont, rtol=1e-12)
+    np.testing.assert_allclose(kn.probs([]), [2 / 7, 2 / 7, 3 / 7], rtol=1e-12)  # no context: counts
+    add1 = NGramLM(2, 3, "add_k", k=1.0).fit(corpus)
+    np.testing.assert_allclose(add1.probs([0]), [1 / 5, 2 / 5, 2 / 5], rtol=1e-12)
+    backoff = NGramLM(2, 3, "backoff", discount=0.75).fit(corpus)
+    # after "0": 1 and 2 seen once each keep (1 - D)/2; the unseen 0 gets the discounted mass D
+    np.testing.assert_allclose(backoff.probs([0]), [0.75, 0.125, 0.125], rtol=1e-12)
+
+
+def test_ngram_counting_paths_agree():
+    """Rows packed into one integer each (small vocabularies) and plain row sorting agree."""
+    from lmroad.models.ngram import _unique_rows
+    rows = np.random.default_rng(0).integers(0, 6, (200, 3))
+    packed, plain = _unique_rows(rows, 6), _unique_rows(rows, 2**40)
+    assert all(np.array_equal(a, b) for a, b in zip(packed, plain))
+
+
 def test_ngram_fit_respects_sequence_boundaries():
     model = NGramLM(2, V, "add_k").fit([np.array([1, 2]), np.array([3, 4])])
     assert model.state_dict()["order2.ngrams"].tolist() == [[1, 2], [3, 4]]   # no (2, 3)
@@ -186,6 +209,8 @@ def test_ngram_errors_speak_plainly():
         NGramLM(2, V, "laplace")
     with pytest.raises(ValueError, match="k must be a finite number > 0"):
         NGramLM(2, V, "add_k", k=0.0)
+    with pytest.raises(ValueError, match=r"missing keys \['order2.ngrams'"):
+        NGramLM(2, V).load_state_dict({"order1.ngrams": np.zeros((0, 1)), "order1.counts": np.zeros(0)})
 
 
 # =========================================================================== neural models
