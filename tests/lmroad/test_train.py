@@ -1,0 +1,253 @@
+"""Tests of lmroad.train: evaluation, exact resume, Ctrl-C, the n-gram path, progress output.
+
+Tiny models and a few steps each; the corpus is the synthetic one written to
+a temporary file, so nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import signal
+import sys
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from lmroad import train as train_mod
+from lmroad.checkpoint import CheckpointError, load_model, read_checkpoint
+from lmroad.data import iter_eval_windows, tiny_corpus
+from lmroad.models import LSTMLM, NGramLM, TransformerLM
+from lmroad.train import TrainConfig, TrainingDiverged, evaluate, resolve_config, train
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    corpus = tiny_corpus(seed=0, n_chars=6000)
+    path = tmp_path_factory.mktemp("data") / "tiny.txt"
+    path.write_text(corpus.train + corpus.val, encoding="utf-8")
+    return path
+
+
+SIZES = {
+    "transformer": dict(n_layer=1, n_head=2, n_embd=16, dropout=0.1),
+    "lstm": dict(n_embd=8, hidden_size=16, dropout=0.1),
+    "gru": dict(n_embd=8, hidden_size=16),
+    "rnn": dict(n_embd=8, hidden_size=16),
+}
+
+
+def config(text_file, out, model="transformer", **kw) -> TrainConfig:
+    base = dict(model=model, data=str(text_file), out=str(out), max_iters=8, batch_size=4, block_size=16,
+                lr=3e-3, min_lr=3e-4, warmup_iters=2, eval_interval=4, eval_iters=2, log_interval=2,
+                seed=7, progress="none")
+    base.update(SIZES.get(model, {}))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def final_weights(out) -> dict[str, np.ndarray]:
+    return read_checkpoint(out).weights
+
+
+def val_records(out) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: r[k] for k in ("step", "loss")} for r in map(json.loads, lines) if r["split"] == "val"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# =========================================================================== evaluate
+
+def test_evaluate_is_the_token_weighted_mean_loss_and_bpc_is_loss_over_ln2():
+    mg.manual_seed(0)
+    model = TransformerLM(vocab_size=5, n_layer=1, n_head=1, n_embd=8, block_size=4, dropout=0.5)
+    ids = np.random.default_rng(0).integers(0, 5, 23)
+    model.train()
+    ev = evaluate(model, ids, block_size=4, batch_size=3)
+    assert model.training                                  # the mode is restored
+    total = n = 0
+    model.eval()
+    for x, y in iter_eval_windows(ids, 3, 4):
+        _, loss = model(x, y)
+        total, n = total + loss.item() * y.size, n + y.size
+    assert ev["tokens"] == n == 22
+    assert ev["loss"] == pytest.approx(total / n, rel=1e-6)
+    assert ev["perplexity"] == pytest.approx(math.exp(ev["loss"]))
+    assert ev["bpc"] == pytest.approx(ev["loss"] / math.log(2))
+    assert evaluate(model, ids, 4, 3, chars_per_token=None)["bpc"] is None
+    assert evaluate(model, ids, 4, 3, max_batches=1)["tokens"] == 12
+
+
+def test_evaluate_carries_a_recurrent_state_along_lanes():
+    mg.manual_seed(0)
+    model = LSTMLM(vocab_size=5, n_embd=4, hidden_size=8)
+    ids = np.random.default_rng(1).integers(0, 5, 41)
+    ev = evaluate(model, ids, block_size=4, batch_size=2)
+    assert ev["tokens"] == 40                              # 2 lanes of 20 targets
+    # the same as one long forward pass over each lane
+    x = mg.tensor(np.stack([ids[0:20], ids[20:40]]))
+    y = mg.tensor(np.stack([ids[1:21], ids[21:41]]))
+    _, loss = model(x, y)
+    assert ev["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert model.last_state is not None and model.last_state[0].shape == (1, 2, 8)
+
+
+# =========================================================================== resume is exact
+
+@pytest.mark.parametrize("model", ["transformer", "lstm"])
+def test_interrupt_then_resume_matches_a_straight_run(text_file, tmp_path, model):
+    straight = train(config(text_file, tmp_path / "a", model))
+
+    def ctrl_c_at_3(step, info):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    first = train(config(text_file, tmp_path / "b", model), on_step=ctrl_c_at_3)
+    assert first.interrupted and first.step == 3 and read_checkpoint(tmp_path / "b").step == 3
+    second = train(config(text_file, tmp_path / "b", model, resume=True))
+    assert (second.step, second.interrupted) == (8, False)
+    assert first.train_losses + second.train_losses == straight.train_losses
+    assert_same_weights(final_weights(tmp_path / "b"), final_weights(tmp_path / "a"))
+    assert val_records(tmp_path / "b") == val_records(tmp_path / "a")
+    best_a, best_b = (read_checkpoint(d / "best").metrics for d in (tmp_path / "a", tmp_path / "b"))
+    assert best_b["best"] == best_a["best"] and best_b["last"]["loss"] == best_a["last"]["loss"]
+
+
+def test_an_interrupt_in_the_middle_of_a_step_saves_the_last_whole_step(text_file, tmp_path, monkeypatch):
+    straight = train(config(text_file, tmp_path / "a", "lstm", max_iters=6))
+    calls = {"n": 0}
+    real = train_mod.optim.clip_grad_norm_
+
+    def interrupted_clip(params, max_norm):
+        calls["n"] += 1
+        if calls["n"] == 3:                                # during step 3, after backward
+            raise KeyboardInterrupt
+        return real(params, max_norm)
+
+    monkeypatch.setattr(train_mod.optim, "clip_grad_norm_", interrupted_clip)
+    first = train(config(text_file, tmp_path / "b", "lstm", max_iters=6))
+    monkeypatch.undo()
+    assert first.interrupted and read_checkpoint(tmp_path / "b").step == 2
+    second = train(config(text_file, tmp_path / "b", "lstm", max_iters=6, resume=True))
+    assert first.train_losses + second.train_losses == straight.train_losses
+    assert_same_weights(final_weights(tmp_path / "b"), final_weights(tmp_path / "a"))
+
+
+def test_a_real_ctrl_c_stops_after_the_step_and_saves(text_file, tmp_path):
+    def press_ctrl_c(step, info):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)            # handled: the loop finishes this step
+
+    handler = signal.getsignal(signal.SIGINT)
+    result = train(config(text_file, tmp_path, max_iters=8), on_step=press_ctrl_c)
+    assert result.interrupted and result.step == 2 and len(result.train_losses) == 2
+    assert read_checkpoint(tmp_path).step == 2
+    assert signal.getsignal(signal.SIGINT) is handler      # the old handler is back
+
+
+def test_resume_continues_with_a_new_end_and_the_saved_settings(text_file, tmp_path):
+    train(config(text_file, tmp_path, max_iters=4, lr_decay_iters=8))
+    cfg = resolve_config({"out": str(tmp_path), "max_iters": 6}, resume=True)
+    assert (cfg.max_iters, cfg.lr_decay_iters, cfg.n_embd, cfg.resume) == (6, 8, 16, True)
+    assert train(cfg).step == 6
+
+
+def test_resume_refuses_another_model_or_other_data(text_file, tmp_path):
+    train(config(text_file, tmp_path, max_iters=2))
+    with pytest.raises(CheckpointError, match="config differs: n_embd"):
+        train(config(text_file, tmp_path, max_iters=4, n_embd=32, resume=True))
+    other = tmp_path / "other.txt"
+    other.write_text(text_file.read_text()[::-1])
+    with pytest.raises(CheckpointError, match="other text"):
+        train(config(other, tmp_path, max_iters=4, resume=True))
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        resolve_config({"out": str(tmp_path / "empty")}, resume=True)
+
+
+# =========================================================================== other models, output
+
+@pytest.mark.parametrize("model", ["gru", "rnn"])
+def test_every_recurrent_model_trains_and_loads(text_file, tmp_path, model):
+    result = train(config(text_file, tmp_path, model, max_iters=3))
+    loaded, c = load_model(tmp_path)
+    assert loaded.model_type == model and c.step == 3 == result.step
+    assert c.data_state["carried_state"] is not None      # the state for the next window is saved
+
+
+def test_ngram_is_fitted_once_then_evaluated_and_saved(text_file, tmp_path):
+    result = train(config(text_file, tmp_path, "ngram", ngram_n=3))
+    model, c = load_model(tmp_path)
+    assert isinstance(model, NGramLM) and model.config.n == 3 and model.num_entries() > 0
+    assert result.last_eval["loss"] < math.log(c.model_config["vocab_size"])
+    assert c.metrics["best"]["val_loss"] == pytest.approx(result.best_val_loss)
+
+
+def test_training_on_the_fake_device_loads_on_cpu(text_file, tmp_path):
+    train(config(text_file, tmp_path, "lstm", device="fake", max_iters=2))
+    model, _ = load_model(tmp_path, device="cpu")
+    assert next(iter(model.parameters())).device == mg.device("cpu")
+
+
+def test_plain_progress_lines_and_metrics_file(text_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)    # as if tqdm were not installed
+    stream = io.StringIO()
+    train(config(text_file, tmp_path, max_iters=4, progress="bar", log_interval=2), stream=stream)
+    text = stream.getvalue()
+    assert "step 2/4 | loss" in text and "tok/s" in text and "eta" in text
+    assert "step 4: val loss" in text and "bpc" in text
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "val"] == [0, 4]
+    assert [r["step"] for r in records if r["split"] == "train"] == [2, 4]
+    assert all(r["bpc"] == pytest.approx(r["loss"] / math.log(2)) for r in records if r["split"] == "val")
+
+
+def test_tqdm_bar_when_asked(text_file, tmp_path):
+    pytest.importorskip("tqdm")
+    stream = io.StringIO()
+    train(config(text_file, tmp_path, max_iters=3, progress="bar"), stream=stream)
+    assert "tok/s" in stream.getvalue() and "3/3" in stream.getvalue()
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint(text_file, tmp_path, monkeypatch):
+    train(config(text_file, tmp_path, max_iters=2))
+    real = TransformerLM.forward
+
+    def nan_loss(self, idx, targets=None):
+        logits, loss = real(self, idx, targets)
+        return logits, loss * float("nan")
+
+    monkeypatch.setattr(TransformerLM, "forward", nan_loss)
+    with pytest.raises(TrainingDiverged, match="diverged at step 3"):
+        train(config(text_file, tmp_path, max_iters=4, resume=True))
+    assert read_checkpoint(tmp_path).step == 2
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"lr": -1.0}, "--lr must be > 0"),
+    ({"min_lr": 1.0}, "--min-lr must be in"),
+    ({"model": "lstmm"}, "--model must be one of"),
+    ({"batch_size": 0}, "--batch-size must be >= 1"),
+    ({"n_embd": 10, "n_head": 4}, "divisible"),
+    ({"dropout": 1.0}, "--dropout"),
+    ({"max_iters": 2.5}, "--max-iters must be an integer"),
+    ({"device": "tpu"}, "unknown device"),
+])
+def test_bad_settings_are_value_errors_naming_the_flag(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TrainConfig(), **change).validate()
+
+
+def test_word_models_report_bits_per_character_not_per_token(text_file, tmp_path):
+    result = train(config(text_file, tmp_path, max_iters=1, tokenizer="word", block_size=8))
+    ev = result.last_eval
+    assert ev["bpc"] < ev["loss"] / math.log(2)           # a word is several characters
+    assert read_checkpoint(tmp_path).tokenizer["type"] == "word"
