@@ -39,9 +39,10 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         ns = self.normalized_shape
-        check_tensor(f"LayerNorm({ns})", x)
-        if x.shape[x.ndim - len(ns):] != ns or x.ndim < len(ns):
-            raise ValueError(f"LayerNorm(normalized_shape={ns}): input has shape {x.shape}, "
+        name = f"LayerNorm(normalized_shape={ns})"
+        check_tensor(name, x)
+        if x.ndim < len(ns) or x.shape[x.ndim - len(ns):] != ns:
+            raise ValueError(f"{name}: input has shape {x.shape}, "
                              f"expected (..., {', '.join(map(str, ns))})")
         return F.layer_norm(x, ns, self.weight, self.bias, self.eps)
 

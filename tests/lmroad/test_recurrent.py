@@ -219,15 +219,22 @@ def test_sequence_layer_matches_numpy_transcription(kind, device, T, B, I, H, L,
 
 
 @kinds
-@given(T=st.integers(1, 3), B=st.sampled_from([None, 1, 2]), L=st.integers(1, 2),
-       dropout=st.sampled_from([0.0, 0.5]), given_state=st.booleans(), batch_first=st.booleans())
-def test_sequence_layer_passes_the_layer_kit(kind, T, B, L, dropout, given_state, batch_first):
-    I, H = 2, 2
+@given(T=st.integers(1, 3), B=st.sampled_from([None, 1, 2]), I=st.integers(1, 2), H=st.integers(1, 2),
+       L=st.integers(1, 2), dropout=st.sampled_from([0.0, 0.5]), given_state=st.booleans(),
+       batch_first=st.booleans())
+def test_sequence_layer_passes_the_layer_kit(kind, T, B, I, H, L, dropout, given_state, batch_first):
     batch = () if B is None else (B,)
     x = randn(*((B, T) if batch_first and B else (T,) + batch), I)
     state = zero_or_random_state(kind, (L,) + batch + (H,), given_state, seed=1)
     check_layer(lambda: LAYERS[kind](I, H, num_layers=L, dropout=dropout, batch_first=batch_first),
                 (x, state), fast_mode=L > 1)
+
+
+@kinds
+def test_sequence_layer_second_derivatives(kind):
+    """Through two layers and two steps, with dropout between the layers (pinned mask)."""
+    check_layer(lambda: LAYERS[kind](1, 1, num_layers=2, dropout=0.5), (randn(2, 1, 1),),
+                checks=("gradcheck",), gradgradcheck=True)
 
 
 @kinds
