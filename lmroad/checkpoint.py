@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -53,6 +54,8 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.tensor import Tensor
+
+from .models import MODELS
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model",
            "restore_model", "has_checkpoint", "CHECKPOINT_FILE"]
@@ -322,25 +325,41 @@ def _read_json(json_path: Path) -> dict:
     return meta
 
 
-def _read_arrays(path: Path, meta: dict) -> dict[str, np.ndarray]:
-    """Every array of the weights file, checked and fully in memory."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; {CHECKPOINT_FILE} names it as its weights file")
-    size = path.stat().st_size
-    if size != meta["weights_bytes"]:
-        raise CheckpointError(f"{path}: {size} bytes, but {CHECKPOINT_FILE} says "
+def _read_weights_bytes(json_path: Path) -> tuple[dict, Path, bytes]:
+    """(JSON, weights path, weights bytes), read as one consistent pair.
+
+    A trainer saving into the same directory replaces the JSON and then
+    deletes the weights file the old JSON named; a reader caught between the
+    two reads the JSON again. The weights are read whole, once, so every
+    check below sees the same bytes."""
+    for attempt in range(3):
+        meta = _read_json(json_path)
+        path = json_path.parent / meta["weights_file"]
+        try:
+            return meta, path, path.read_bytes()
+        except FileNotFoundError:
+            if attempt == 2 or _read_json(json_path) == meta:   # not a save racing us: really missing
+                raise CheckpointError(f"{path}: missing; {CHECKPOINT_FILE} names it as its weights "
+                                      "file") from None
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    raise AssertionError("unreachable")
+
+
+def _read_arrays(path: Path, raw: bytes, meta: dict) -> dict[str, np.ndarray]:
+    """Every array of the weights file ``raw``, checked, as host arrays."""
+    if len(raw) != meta["weights_bytes"]:
+        raise CheckpointError(f"{path}: {len(raw)} bytes, but {CHECKPOINT_FILE} says "
                               f"{meta['weights_bytes']}; the file is truncated or was replaced")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != _ZIP_MAGIC:
-        raise CheckpointError(f"{path}: not an .npz (zip) archive (first bytes {magic!r}); refused "
+    if raw[:4] != _ZIP_MAGIC:
+        raise CheckpointError(f"{path}: not an .npz (zip) archive (first bytes {raw[:4]!r}); refused "
                               "without reading it further (it may be a pickle, which could run code)")
-    if _sha256(path) != meta["weights_sha256"]:
+    if hashlib.sha256(raw).hexdigest() != meta["weights_sha256"]:
         raise CheckpointError(f"{path}: SHA-256 does not match {CHECKPOINT_FILE}; the file is "
                               "corrupt or was replaced")
     arrays: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             for key in npz.files:
                 arrays[key] = npz[key]
     except ValueError as e:
@@ -366,8 +385,8 @@ def read_checkpoint(directory: str | os.PathLike) -> Checkpoint:
 
     Raises ``CheckpointError`` for anything wrong; returns host arrays only."""
     json_path = _json_path(Path(directory))
-    meta = _read_json(json_path)
-    arrays = _read_arrays(json_path.parent / meta["weights_file"], meta)
+    meta, weights_path, raw = _read_weights_bytes(json_path)
+    arrays = _read_arrays(weights_path, raw, meta)
     where = str(json_path)
     names = meta["model"]["weights"]
     missing = [n for n in names if f"model/{n}" not in arrays]
@@ -420,8 +439,6 @@ def restore_model(model, ckpt: Checkpoint, model_kind: str | None = None,
 def load_model(directory: str | os.PathLike | Checkpoint, device: str = "cpu",
                expected_kind: str | None = None):
     """(model, checkpoint): the model a checkpoint describes, built, filled and moved to ``device``."""
-    from lmroad.models import MODELS  # the models sit above this module's concerns
-
     ckpt = directory if isinstance(directory, Checkpoint) else read_checkpoint(directory)
     if expected_kind is not None and ckpt.model_kind != expected_kind:
         raise CheckpointError(f"{ckpt.json_path}: holds a {ckpt.model_kind!r} model, not "

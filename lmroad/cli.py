@@ -247,7 +247,7 @@ def _run_sample(args: argparse.Namespace) -> int:
                    num_samples=args.num_samples, seed=args.seed, device=args.device)
     for i, text in enumerate(texts):
         if i:
-            print("\n---------------")
+            print("---------------")
         print(text)
     return 0
 
@@ -280,6 +280,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"{where}: the model's tokenizer cannot encode this text: {e}") from None
     block = args.block_size or saved.get("block_size") or 64
     batch = args.batch_size or saved.get("batch_size") or 32
+    context = ckpt.model_config.get("block_size") if ckpt.model_kind == "transformer" else None
+    if context is not None and block > context:
+        raise ValueError(f"--block-size {block} is longer than the model's context of {context} tokens")
     if len(ids) < block + 1:
         raise ValueError(f"{where}: {len(ids)} tokens, too few for --block-size {block}")
     result = evaluate(model, ids, block, batch, max_batches=args.max_batches, device=args.device,

@@ -64,12 +64,12 @@ from .data import (
     random_windows,
     tokenizer_from_dict,
 )
+from .models import MODELS
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate", "build_model",
-           "model_config_for", "resolve_config", "MODEL_KINDS", "RECURRENT_KINDS"]
+           "model_config_for", "resolve_config", "MODEL_KINDS"]
 
-MODEL_KINDS = ("ngram", "rnn", "lstm", "gru", "transformer")
-RECURRENT_KINDS = ("rnn", "lstm", "gru")
+MODEL_KINDS = tuple(MODELS)      # ngram, rnn, lstm, gru, transformer
 LN2 = math.log(2.0)
 
 
@@ -221,7 +221,8 @@ def resolve_config(overrides: dict, resume: bool = False) -> TrainConfig:
             raise CheckpointError(f"--resume: no checkpoint in {out} (train without --resume first, or "
                                   "point --out at the run's folder)")
         saved = ckpt_mod.read_checkpoint(out).train_config or {}
-        saved = {k: v for k, v in saved.items() if k in _FIELD_TYPES and k != "resume"}
+        # everything but how to show progress: that belongs to this terminal, not to the run
+        saved = {k: v for k, v in saved.items() if k in _FIELD_TYPES and k not in ("resume", "progress")}
         base = dataclasses.replace(base, **saved)
         overrides.setdefault("out", str(out))
     cfg = dataclasses.replace(base, **overrides)
@@ -231,32 +232,16 @@ def resolve_config(overrides: dict, resume: bool = False) -> TrainConfig:
 
 # --------------------------------------------------------------------------- the model
 
-# TrainConfig field -> the names a model config may call it
-_MODEL_FIELDS = {
-    "n_layer": ("n_layer",),
-    "n_head": ("n_head",),
-    "n_embd": ("n_embd", "embedding_dim", "emb_size"),
-    "hidden_size": ("hidden_size",),
-    "num_layers": ("num_layers",),
-    "ngram_n": ("n",),
-    "dropout": ("dropout",),
-    "block_size": ("block_size",),
-}
+# TrainConfig field -> the model config's field of that meaning (each model has some of them)
+_MODEL_FIELDS = {"n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd", "hidden_size": "hidden_size",
+                 "num_layers": "num_layers", "ngram_n": "n", "dropout": "dropout", "block_size": "block_size"}
 
 
 def model_config_for(cfg: TrainConfig, vocab_size: int) -> dict:
-    """The model's config (as a dict of its dataclass fields) that ``cfg`` asks for."""
-    from .models import MODELS
-    if cfg.model not in MODELS:
-        raise ValueError(f"--model {cfg.model}: this lmroad has no such model yet (available: "
-                         f"{', '.join(sorted(MODELS))})")
+    """The model's config (a dict of its dataclass fields) that ``cfg`` asks for."""
     fields = {f.name for f in dataclasses.fields(MODELS[cfg.model].config_class)}
-    out = {"vocab_size": int(vocab_size)} if "vocab_size" in fields else {}
-    for ours, theirs in _MODEL_FIELDS.items():
-        for name in theirs:
-            if name in fields:
-                out[name] = getattr(cfg, ours)
-                break
+    out = {"vocab_size": int(vocab_size)}
+    out.update({theirs: getattr(cfg, ours) for ours, theirs in _MODEL_FIELDS.items() if theirs in fields})
     if "cell" in fields:         # RNNConfig serves rnn, lstm and gru; its default cell is "rnn"
         out["cell"] = cfg.model
     return out
@@ -264,7 +249,6 @@ def model_config_for(cfg: TrainConfig, vocab_size: int) -> dict:
 
 def build_model(cfg: TrainConfig, vocab_size: int):
     """The model ``cfg`` describes, initialised from minigrad's host generator."""
-    from .models import MODELS
     return MODELS[cfg.model].from_config(model_config_for(cfg, vocab_size))
 
 

@@ -182,6 +182,21 @@ def test_crash_while_writing_leaves_no_partial_file_in_place(tmp_path, monkeypat
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_a_reader_racing_a_save_rereads_the_json(tmp_path, monkeypatch):
+    model = tiny_transformer()
+    save_checkpoint(tmp_path, model, step=1)
+    stale = json.loads((tmp_path / ck.CHECKPOINT_FILE).read_text())
+    save_checkpoint(tmp_path, model, step=2)           # deletes the weights the stale JSON names
+    real, calls = ck._read_json, []
+
+    def first_stale(path):
+        calls.append(path)
+        return stale if len(calls) == 1 else real(path)
+
+    monkeypatch.setattr(ck, "_read_json", first_stale)
+    assert read_checkpoint(tmp_path).step == 2
+
+
 # =========================================================================== corrupt files
 
 def _weights_file(directory: Path) -> Path:

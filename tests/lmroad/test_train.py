@@ -197,6 +197,16 @@ def test_training_on_the_fake_device_loads_on_cpu(text_file, tmp_path):
     assert next(iter(model.parameters())).device == mg.device("cpu")
 
 
+@pytest.mark.cuda
+def test_training_on_cuda_loads_on_cpu_and_samples_on_cuda(text_file, tmp_path):
+    train(config(text_file, tmp_path, "lstm", device="cuda", max_iters=2))
+    model, _ = load_model(tmp_path, device="cpu")
+    assert next(iter(model.parameters())).device == mg.device("cpu")
+    gpu, _ = load_model(tmp_path, device="cuda")
+    out = gpu.generate(mg.tensor([[1, 2]], device="cuda"), 5, seed=0)
+    assert out.shape == (1, 7)
+
+
 def test_plain_progress_lines_and_metrics_file(text_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)    # as if tqdm were not installed
     stream = io.StringIO()

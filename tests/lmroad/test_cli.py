@@ -1,0 +1,263 @@
+"""Tests of the command line: ``python -m lmroad train|sample|eval|road``.
+
+In-process calls of ``cli.main([...])`` (fast), plus one fresh process for
+the resume that must continue exactly where another process stopped.
+Errors from bad input must be one line, no traceback, non-zero status.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from lmroad import cli
+from lmroad.checkpoint import read_checkpoint
+from lmroad.data import tiny_corpus
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--hidden-size", "16", "--batch-size", "4",
+        "--block-size", "16", "--eval-iters", "2", "--log-interval", "2", "--warmup-iters", "2",
+        "--progress", "none"]
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    corpus = tiny_corpus(seed=1, n_chars=6000)
+    path = tmp_path_factory.mktemp("data") / "tiny.txt"
+    path.write_text(corpus.train + corpus.val, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, text_file):
+    """A tiny LSTM and Transformer trained once for the sample/eval tests."""
+    root = tmp_path_factory.mktemp("runs")
+    for model in ("lstm", "transformer"):
+        code = cli.main(["train", "--model", model, "--data", str(text_file), "--max-iters", "6",
+                         "--eval-interval", "3", "--out", str(root / model), *TINY])
+        assert code == 0
+    return root
+
+
+def one_line_error(capsys, code, expected_code, *fragments):
+    err = capsys.readouterr().err
+    assert code == expected_code, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert any(all(f in line for f in fragments) for line in lines), err
+    return err
+
+
+# =========================================================================== end to end
+
+def test_train_writes_checkpoints_and_metrics(trained):
+    for model in ("lstm", "transformer"):
+        c = read_checkpoint(trained / model)
+        assert (c.model_kind, c.step) == (model, 6)
+        assert c.train_config["max_iters"] == 6 and c.train_config["n_embd"] == 16
+        assert (trained / model / "best" / "checkpoint.json").is_file()
+        steps = [json.loads(line)["step"] for line in (trained / model / "metrics.jsonl").open()
+                 if json.loads(line)["split"] == "val"]
+        assert steps == [0, 3, 6]
+
+
+def test_sample_prints_prompt_and_continuations_reproducibly(trained, capsys):
+    args = ["sample", "--checkpoint", str(trained / "lstm"), "--prompt", "ALDER:", "--max-new-tokens",
+            "20", "--num-samples", "2", "--seed", "3", "--top-k", "5", "--top-p", "0.9"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out == first
+    samples = first[:-1].split("\n---------------\n")
+    assert len(samples) == 2 and all(s.startswith("ALDER:") for s in samples)
+    assert all(len(s) == len("ALDER:") + 20 for s in samples)      # characters: one per token
+
+
+def test_greedy_sampling_from_a_prompt_file(trained, tmp_path, capsys):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("BRIONY:\n", encoding="utf-8")
+    outputs = []
+    for seed in ("1", "2"):
+        assert cli.main(["sample", "--checkpoint", str(trained / "transformer"), "--prompt-file",
+                         str(prompt), "--temperature", "0", "--max-new-tokens", "12", "--seed", seed]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].startswith("BRIONY:\n")
+
+
+def test_eval_on_a_split_and_on_a_file(trained, text_file, capsys):
+    assert cli.main(["eval", "--checkpoint", str(trained / "lstm"), "--json"]) == 0
+    val = json.loads(capsys.readouterr().out)
+    assert val["model"] == "lstm" and val["step"] == 6
+    assert val["bpc"] == pytest.approx(val["loss"] / np.log(2))
+    assert val["perplexity"] == pytest.approx(np.exp(val["loss"]))
+    assert cli.main(["eval", "--checkpoint", str(trained / "transformer" / "best"), "--split", "train",
+                     "--max-batches", "2"]) == 0
+    line = capsys.readouterr().out
+    assert "(train): loss" in line and "perplexity" in line and "bpc" in line
+    assert cli.main(["eval", "--checkpoint", str(trained / "lstm"), "--data", str(text_file), "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["tokens"] > val["tokens"]
+
+
+def test_config_file_values_are_overridden_by_flags(text_file, tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text(f'[train]\nmodel = "gru"\ndata = "{text_file}"\nmax_iters = 3\nlr = 0.005\n'
+                    f'eval_interval = 100\n', encoding="utf-8")
+    assert cli.main(["train", "--config", str(toml), "--max-iters", "2", "--out", str(tmp_path / "a"),
+                     *TINY]) == 0
+    saved = read_checkpoint(tmp_path / "a").train_config
+    assert (saved["model"], saved["max_iters"], saved["lr"]) == ("gru", 2, 0.005)
+    js = tmp_path / "run.json"
+    js.write_text(json.dumps({"model": "rnn", "data": str(text_file), "max-iters": 1}), encoding="utf-8")
+    assert cli.main(["train", "--config", str(js), "--out", str(tmp_path / "b"), *TINY]) == 0
+    assert read_checkpoint(tmp_path / "b").model_kind == "rnn"
+
+
+def test_train_on_the_fake_device_samples_on_cpu(text_file, tmp_path, capsys):
+    assert cli.main(["train", "--model", "ngram", "--data", str(text_file), "--device", "fake",
+                     "--out", str(tmp_path), *TINY]) == 0
+    assert cli.main(["sample", "--checkpoint", str(tmp_path), "--max-new-tokens", "5", "--seed", "0"]) == 0
+    assert len(capsys.readouterr().out) == len("\n") + 5 + 1
+
+
+def test_resume_in_a_fresh_process_continues_exactly(text_file, tmp_path):
+    common = ["--model", "lstm", "--data", str(text_file), "--dropout", "0.1", "--eval-interval", "2",
+              "--lr-decay-iters", "6", *TINY]
+    assert cli.main(["train", *common, "--max-iters", "6", "--out", str(tmp_path / "straight")]) == 0
+    assert cli.main(["train", *common, "--max-iters", "4", "--out", str(tmp_path / "split")]) == 0
+    proc = subprocess.run([sys.executable, "-m", "lmroad", "train", "--resume", "--out",
+                           str(tmp_path / "split"), "--max-iters", "6"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    a, b = read_checkpoint(tmp_path / "straight"), read_checkpoint(tmp_path / "split")
+    assert a.step == b.step == 6
+    for k in a.weights:
+        np.testing.assert_array_equal(a.weights[k], b.weights[k], err_msg=k)
+
+    def curve(run):
+        records = map(json.loads, (tmp_path / run / "metrics.jsonl").open())
+        return [(r["step"], r["split"], r["loss"]) for r in records]
+    assert curve("split") == curve("straight")
+
+
+def test_ctrl_c_during_cli_training_saves_and_exits_130(text_file, tmp_path, monkeypatch, capsys):
+    from lmroad import train as train_mod
+    real = train_mod.train
+
+    def interrupted_train(cfg, on_step=None, stream=None):
+        def ctrl_c(step, info):
+            if step == 2:
+                raise KeyboardInterrupt
+        return real(cfg, on_step=ctrl_c, stream=stream)
+
+    monkeypatch.setattr(train_mod, "train", interrupted_train)
+    code = cli.main(["train", "--model", "transformer", "--data", str(text_file), "--max-iters", "5",
+                     "--out", str(tmp_path), *TINY[:-2]])
+    assert code == 130
+    assert "interrupted at step 2" in capsys.readouterr().err
+    assert read_checkpoint(tmp_path).step == 2
+
+
+# =========================================================================== road
+
+def test_road_runs_the_experiment_module_with_the_remaining_arguments(monkeypatch):
+    seen = {}
+    fake = types.ModuleType("lmroad.experiments.road")
+    fake.main = lambda argv: seen.setdefault("argv", argv) and 0
+    monkeypatch.setitem(sys.modules, "lmroad.experiments.road", fake)
+    assert cli.main(["road", "--quick", "--out", "x"]) == 0
+    assert seen["argv"] == ["--quick", "--out", "x"]
+
+
+def test_road_missing_is_a_clear_message(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "lmroad.experiments.road", None)   # import fails as if absent
+    code = cli.main(["road"])
+    one_line_error(capsys, code, 1, "lmroad road: error:", "lmroad/experiments/road.py")
+
+
+# =========================================================================== bad input
+
+@pytest.mark.parametrize(("argv", "code", "fragments"), [
+    (["train", "--lr", "-1"], 2, ("lmroad train: error:", "--lr must be > 0")),
+    (["train", "--max-iters", "abc"], 2, ("--max-iters", "expected an integer")),
+    (["train", "--batch-size", "0"], 2, ("--batch-size", "must be >= 1")),
+    (["train", "--model", "mamba"], 2, ("--model", "invalid choice")),
+    (["train", "--device", "tpu"], 2, ("--device", "invalid device")),
+    (["train", "--data", "/no/such/file.txt"], 2, ("lmroad train: error:", "/no/such/file.txt")),
+    (["train", "--min-lr", "1", "--lr", "0.1"], 2, ("--min-lr must be in",)),
+    (["train", "--resume", "--out", "/no/such/run"], 1, ("lmroad train: error:", "no checkpoint")),
+    (["sample", "--checkpoint", "/no/such/run"], 1, ("lmroad sample: error:", "no such checkpoint")),
+    (["eval", "--checkpoint", "/no/such/run"], 1, ("lmroad eval: error:", "no such checkpoint")),
+    (["sample"], 2, ("--checkpoint",)),
+    (["frobnicate"], 2, ("invalid choice",)),
+])
+def test_bad_arguments_print_one_line_and_exit_nonzero(argv, code, fragments, capsys):
+    one_line_error(capsys, cli.main(argv), code, *fragments)
+
+
+@pytest.mark.parametrize(("extra", "fragments"), [
+    (["--top-k", "0"], ("--top-k", "must be >= 1")),
+    (["--top-p", "1.5"], ("--top-p must be in (0, 1]",)),
+    (["--top-p", "0"], ("--top-p must be in (0, 1]",)),
+    (["--temperature", "-0.5"], ("--temperature must be",)),
+    (["--temperature", "nan"], ("--temperature must be",)),
+    (["--max-new-tokens", "-3"], ("--max-new-tokens", "must be >= 0")),
+    (["--num-samples", "0"], ("--num-samples", "must be >= 1")),
+    (["--prompt", "Zebra€"], ("--prompt has 2 character(s)", "'Z'", "'€'")),
+    (["--prompt", ""], ("--prompt must not be empty",)),
+    (["--prompt", "a", "--prompt-file", "p.txt"], ("not allowed with",)),
+    (["--prompt-file", "/no/such/prompt.txt"], ("--prompt-file",)),
+])
+def test_bad_sampling_values_are_one_line_errors_with_status_2(trained, extra, fragments, capsys):
+    code = cli.main(["sample", "--checkpoint", str(trained / "lstm"), "--max-new-tokens", "3", *extra]
+                    if "--max-new-tokens" not in extra else
+                    ["sample", "--checkpoint", str(trained / "lstm"), *extra])
+    one_line_error(capsys, code, 2, *fragments)
+
+
+def test_eval_block_size_longer_than_the_transformer_context_is_refused(trained, capsys):
+    code = cli.main(["eval", "--checkpoint", str(trained / "transformer"), "--block-size", "64"])
+    one_line_error(capsys, code, 2, "--block-size 64 is longer than the model's context of 16")
+
+
+def test_config_file_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("max_iters = 3\nlearning_rate = 0.1\n", encoding="utf-8")
+    one_line_error(capsys, cli.main(["train", "--config", str(bad)]), 2, "unknown setting 'learning_rate'")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("max_iters = = 3\n", encoding="utf-8")
+    one_line_error(capsys, cli.main(["train", "--config", str(broken)]), 2, "not valid TOML")
+    typed = tmp_path / "typed.json"
+    typed.write_text(json.dumps({"max_iters": "many"}), encoding="utf-8")
+    one_line_error(capsys, cli.main(["train", "--config", str(typed)]), 2, "--max-iters must be an integer")
+    one_line_error(capsys, cli.main(["train", "--config", str(tmp_path / "none.toml")]), 2, "cannot read")
+
+
+def test_toml_on_python_310_without_tomli_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    path = tmp_path / "run.toml"
+    path.write_text("max_iters = 3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="Python 3.11\\+ or the tomli package"):
+        cli.load_config_file(path)
+
+
+def test_corrupt_checkpoint_is_one_line_with_status_1(trained, tmp_path, capsys):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(trained / "lstm", broken)
+    (broken / "checkpoint.json").write_text("{ not json", encoding="utf-8")
+    one_line_error(capsys, cli.main(["sample", "--checkpoint", str(broken)]), 1,
+                   "lmroad sample: error:", "not valid JSON")
+    one_line_error(capsys, cli.main(["eval", "--checkpoint", str(broken)]), 1, "lmroad eval: error:")
+
+
+def test_help_exits_zero(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert cli.main(["train", "--help"]) == 0
+    assert "--max-iters" in capsys.readouterr().out
