@@ -1,8 +1,8 @@
 """What RNN, LSTM and GRU share: running a stack of cells over a sequence.
 
-Each layer runs over the whole sequence before the next starts (layer-major),
-so the input projection W_ih x_t + b_ih of every time step is one matrix
-product per layer; only W_hh h_{t-1} has to wait for the previous step.
+Each layer runs over the whole sequence before the next starts (layer-major);
+a time step is the cell's own step, two matrix products (W_ih x_t and
+W_hh h_{t-1}), each for all gates at once.
 """
 
 from __future__ import annotations
@@ -112,16 +112,19 @@ class RecurrentLayer(nn.Module):
             out = mg.zeros((0,) + batch_shape + (self.hidden_size,), dtype=x.dtype, device=x.device)
             final = state if state is not None else self._stack(states)
             return (out.swapaxes(0, 1) if batched and self.batch_first else out), final
-        y = x
+        # Layers hand each other Python lists of per-step tensors rather than a stacked
+        # (T, B, H) tensor: each slice of a stacked tensor costs a zero-filled gradient of the
+        # whole tensor in backward, O(T²) memory traffic per layer, which dominates at T ~ 100.
+        steps = [x[t] for t in range(T)]                        # T x (B, I)
         for k, cell in enumerate(self.cells):
-            gx = cell.input_projection(y)                       # (T, B, G·H): all steps at once
             s = states[k]
-            hs = []
-            for t in range(T):
-                s = cell.recurrence(gx[t], s)
-                hs.append(self._h(s))
+            outs = []
+            for x_t in steps:
+                s = cell.recurrence(cell.input_projection(x_t), s)
+                outs.append(self._h(s))                         # (B, H)
             states[k] = s
-            y = self._between_layers(mg.stack(hs, axis=0), k)   # (T, B, H)
+            steps = [self._between_layers(h, k) for h in outs]
+        y = mg.stack(steps, axis=0)                             # (T, B, H)
         if batched and self.batch_first:
             y = y.swapaxes(0, 1)                                # (B, T, H)
         return y, self._stack(states)
