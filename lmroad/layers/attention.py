@@ -122,7 +122,7 @@ class MultiHeadAttention(nn.Module):
         y = self.out_proj(y)                                # (B, L, E)
 
         if unbatched:
-            y, weights = y[0], weights[0]
+            y, weights = y.squeeze(0), weights.squeeze(0)
         elif not self.batch_first:
             y = y.swapaxes(0, 1)                            # (L, B, E)
         if not need_weights:
