@@ -128,6 +128,8 @@ def _add_train(sub) -> None:
             group.add_argument(flag, type=types[kind], metavar=metavar,
                                help=text if default is None else f"{text} (default {default})")
     group.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start afresh in --out, deleting the run saved there")
     group.add_argument("--progress", choices=("auto", "bar", "lines", "none"),
                        help="a tqdm bar on a terminal, else lines (default auto)")
     group.add_argument("--config", metavar="FILE", help="a TOML or JSON file of settings")
@@ -206,7 +208,7 @@ def load_config_file(path: str | os.PathLike) -> dict:
         raise ValueError(f"--config {path}: expected a table of settings")
     if set(data) == {"train"} and isinstance(data["train"], dict):
         data = data["train"]
-    for bad in ("config", "resume"):
+    for bad in ("config", "resume", "overwrite"):
         if bad in data:
             raise ValueError(f"--config {path}: {bad!r} cannot be set in a config file; use the flag")
     return data

@@ -115,7 +115,8 @@ class TrainConfig:
     log_interval: int = 10
     seed: int = 1337
     out: str | None = None       # None: out/<model>
-    resume: bool = False
+    resume: bool = False         # continue the run saved in ``out``
+    overwrite: bool = False      # start afresh in an ``out`` that holds another run's checkpoint
     progress: str = "auto"       # "auto" (a bar on a terminal with tqdm), "bar", "lines", "none"
 
     @property
@@ -161,6 +162,7 @@ class TrainConfig:
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         need(0 <= self.min_lr <= self.lr, f"--min-lr must be in [0, --lr={self.lr}], got {self.min_lr}")
         need(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+        need(not (self.resume and self.overwrite), "--resume and --overwrite cannot be used together")
         need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0: off), got {self.grad_clip}")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
              f"--beta1 and --beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
@@ -189,7 +191,7 @@ _FIELD_TYPES = {"model": str, "n_layer": int, "n_head": int, "n_embd": int, "hid
                 "block_size": int, "lr": float, "min_lr": float, "warmup_iters": int,
                 "lr_decay_iters": int, "weight_decay": float, "beta1": float, "beta2": float,
                 "grad_clip": float, "eval_interval": int, "eval_iters": int, "log_interval": int,
-                "seed": int, "out": str, "resume": bool, "progress": str}
+                "seed": int, "out": str, "resume": bool, "overwrite": bool, "progress": str}
 _OPTIONAL = {"data", "lr_decay_iters", "out"}
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
@@ -222,7 +224,8 @@ def resolve_config(overrides: dict, resume: bool = False) -> TrainConfig:
                                   "point --out at the run's folder)")
         saved = ckpt_mod.read_checkpoint(out).train_config or {}
         # everything but how to show progress: that belongs to this terminal, not to the run
-        saved = {k: v for k, v in saved.items() if k in _FIELD_TYPES and k not in ("resume", "progress")}
+        saved = {k: v for k, v in saved.items()
+                 if k in _FIELD_TYPES and k not in ("resume", "overwrite", "progress")}
         base = dataclasses.replace(base, **saved)
         overrides.setdefault("out", str(out))
     cfg = dataclasses.replace(base, **overrides)
@@ -435,6 +438,13 @@ def _fingerprint(*texts: str) -> str:
     return h.hexdigest()
 
 
+def _remove_run(out: Path) -> None:
+    """Delete what a run wrote to ``out`` (and only that): checkpoints and the metrics log."""
+    for folder in (out / "best", out):
+        for p in [folder / ckpt_mod.CHECKPOINT_FILE, *folder.glob("weights-*.npz"), folder / "metrics.jsonl"]:
+            p.unlink(missing_ok=True)
+
+
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
@@ -519,6 +529,12 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
     cfg = dataclasses.replace(cfg).validate()
     out, device = cfg.out_dir, str(mg.device(cfg.device))
     resumed = ckpt_mod.read_checkpoint(out) if cfg.resume else None
+    if resumed is None and ckpt_mod.has_checkpoint(out):
+        if not cfg.overwrite:
+            raise ValueError(f"{out} already holds a checkpoint (step {ckpt_mod.read_checkpoint(out).step}); "
+                             "pass --resume to continue it, --overwrite to start afresh there, or "
+                             "choose another --out")
+        _remove_run(out)
     progress = _Progress(cfg.progress, cfg.max_iters, cfg.log_interval, stream)
 
     # ---- data: text -> token ids (host)
@@ -653,7 +669,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
             data.rollback(snapshot)
     finally:
         progress.close()
-    if interrupted or saved_step != step:
+    if saved_step != step:       # the end, or an interrupt, between two evaluations
         save(step, last_eval)
     if interrupted:
         progress.write(f"interrupted at step {step}; checkpoint saved to {out} (continue with --resume)")

@@ -162,6 +162,18 @@ def test_ctrl_c_during_cli_training_saves_and_exits_130(text_file, tmp_path, mon
     assert read_checkpoint(tmp_path).step == 2
 
 
+def test_a_new_run_does_not_silently_replace_an_old_one(text_file, tmp_path, capsys):
+    args = ["train", "--model", "gru", "--data", str(text_file), "--max-iters", "2", "--eval-interval", "1",
+            "--out", str(tmp_path), *TINY]
+    assert cli.main(args) == 0
+    one_line_error(capsys, cli.main(args), 2, "already holds a checkpoint (step 2)", "--overwrite")
+    one_line_error(capsys, cli.main([*args, "--overwrite", "--resume"]), 2, "cannot be used together")
+    assert cli.main([*args, "--max-iters", "1", "--overwrite"]) == 0     # the last flag wins
+    assert read_checkpoint(tmp_path).step == 1 and read_checkpoint(tmp_path / "best").step == 1
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").open()]
+    assert steps == [0, 1]                                   # the old run's log is gone too
+
+
 # =========================================================================== road
 
 def test_road_runs_the_experiment_module_with_the_remaining_arguments(monkeypatch):
