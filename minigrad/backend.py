@@ -386,6 +386,8 @@ class FakeArray:
         self._a[_unwrap(idx)] = _unwrap(value)
 
     def __getattr__(self, name):
+        if name.startswith("__"):   # e.g. __array_interface__, which np.asarray would use to copy
+            raise AttributeError(name)
         attr = getattr(self._a, name)
         if callable(attr):
             def method(*args, **kwargs):
