@@ -63,7 +63,7 @@ __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint"
 CHECKPOINT_FILE = "checkpoint.json"
 FORMAT = "lmroad-checkpoint"
 VERSION = 1
-_WEIGHTS_NAME = re.compile(r"weights-\d{8}-[0-9a-f]{8}\.npz")
+_WEIGHTS_NAME = re.compile(r"weights-\d{8,}-[0-9a-f]{8}\.npz")
 _TMP_PREFIX = ".tmp-"
 _ZIP_MAGIC = b"PK\x03\x04"
 _ARRAY_KINDS = "fiub"  # float, signed, unsigned, bool: nothing that could hold objects
@@ -113,6 +113,8 @@ def _pack(obj: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
         if host.dtype.kind == "f" and not np.isfinite(host).all():
             raise CheckpointError(f"refusing to save {key}: it holds NaN or inf (training diverged?); "
                                   "the previous checkpoint is kept")
+        if key in arrays:                                # "a/b" as a key and as a path
+            key = f"{key}#{len(arrays)}"
         arrays[key] = host
         return {"__array__": key}
     if isinstance(obj, np.generic):
@@ -190,14 +192,6 @@ def _atomic_write(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- saving
 
 def _model_identity(model, model_kind: str | None, model_config: dict | None) -> tuple[str, dict]:
@@ -250,12 +244,13 @@ def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, token
     }
 
     # 1. the weights, under a name no earlier save used
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    raw = buffer.getvalue()
     weights_name = f"weights-{int(step):08d}-{os.urandom(4).hex()}.npz"
-    weights_path = directory / weights_name
-    _atomic_write(weights_path, lambda f: np.savez(f, **arrays))
-    meta["weights_file"] = weights_name
-    meta["weights_bytes"] = weights_path.stat().st_size
-    meta["weights_sha256"] = _sha256(weights_path)
+    _atomic_write(directory / weights_name, lambda f: f.write(raw))
+    meta.update(weights_file=weights_name, weights_bytes=len(raw),
+                weights_sha256=hashlib.sha256(raw).hexdigest())
 
     # 2. the JSON that makes them the current checkpoint
     text = json.dumps(meta, indent=1)
