@@ -44,6 +44,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,14 +186,19 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-_FIELD_TYPES = {"model": str, "n_layer": int, "n_head": int, "n_embd": int, "hidden_size": int,
-                "num_layers": int, "ngram_n": int, "dropout": float, "corpus": str, "data": str,
-                "tokenizer": str, "device": str, "max_iters": int, "batch_size": int,
-                "block_size": int, "lr": float, "min_lr": float, "warmup_iters": int,
-                "lr_decay_iters": int, "weight_decay": float, "beta1": float, "beta2": float,
-                "grad_clip": float, "eval_interval": int, "eval_iters": int, "log_interval": int,
-                "seed": int, "out": str, "resume": bool, "overwrite": bool, "progress": str}
-_OPTIONAL = {"data", "lr_decay_iters", "out"}
+def _field_types() -> tuple[dict[str, type], set[str]]:
+    """TrainConfig's field -> its type (int, float, str, bool), and the fields that may be None."""
+    types, optional = {}, set()
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if args:                                  # "X | None"
+            optional.add(name)
+            hint = args[0]
+        types[name] = hint
+    return types, optional
+
+
+_FIELD_TYPES, _OPTIONAL = _field_types()
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
