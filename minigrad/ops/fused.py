@@ -119,8 +119,9 @@ class CrossEntropy(Function):
 
 class LayerNorm(Function):
     """y = (x - μ) / √(σ² + ε) · w + b over the last ``k`` axes; σ² computed
-    two-pass (mean of squared deviations), which stays accurate for rows with
-    a large mean and a small spread. Inputs: x, then weight and bias if given.
+    two-pass (mean of squared deviations), after shifting each row by its first
+    element, so rows with a large mean and a small spread (float32, mean 1e4,
+    spread 1e-2) keep their digits. Inputs: x, then weight and bias if given.
 
     dx = r (ĝ - mean(ĝ) - x̂ mean(ĝ x̂)),  ĝ = g w,  r = 1/√(σ² + ε)."""
     op_name = "layer_norm"
@@ -128,8 +129,11 @@ class LayerNorm(Function):
     def forward(self, x, *affine):
         xp = backend.xp_of(x)
         axes = tuple(range(x.ndim - self.k, x.ndim))
-        mu = x.mean(axis=axes, keepdims=True)
-        xc = x - mu
+        # x - shift is exact for values close together (Sterbenz), and the mean of the
+        # small differences has no large sum to round: y does not depend on the shift
+        self.shift = x[(Ellipsis,) + (slice(0, 1),) * self.k]
+        xs = x - self.shift
+        xc = xs - xs.mean(axis=axes, keepdims=True)
         var = (xc * xc).mean(axis=axes, keepdims=True)
         self.rstd = 1 / xp.sqrt(var + x.dtype.type(self.eps))
         self.xhat = xc * self.rstd
@@ -144,7 +148,8 @@ class LayerNorm(Function):
         x = self.inputs[0]
         axes = tuple(range(x.ndim - self.k, x.ndim))
         if is_grad_enabled():   # recompute x̂ and r as Tensors of x, for higher derivatives
-            xc = x - x.mean(axis=axes, keepdims=True)
+            xs = x - Tensor._make(self.shift, x._device)   # a constant: same function of x
+            xc = xs - xs.mean(axis=axes, keepdims=True)
             rstd = ((xc * xc).mean(axis=axes, keepdims=True) + self.eps) ** -0.5
             xhat = xc * rstd
         else:
