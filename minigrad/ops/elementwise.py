@@ -378,8 +378,8 @@ def where(cond, a, b) -> Tensor:
         cond = lift(cond, ref, "where")
     if cond.dtype.kind != "b":
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
-    if ref is None:
-        raise TypeError("where: a or b must be a Tensor")
+    if ref is None:   # two numbers, as np.where(mask, 0.0, -inf): on cond's device, default float
+        ref = cond
     a, b = match_float(lift(a, ref, "where"), lift(b, ref, "where"))
     if a.dtype != b.dtype:
         dt = np.promote_types(a.dtype, b.dtype)
