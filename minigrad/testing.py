@@ -4,24 +4,25 @@ Importable (``from minigrad.testing import shapes, arrays``) so that a user
 who adds an op tests it the way minigrad tests its own: small shapes with
 0-d and size-1 dimensions, broadcast-compatible shape pairs, values kept
 away from kinks (relu at 0) and poles (1/x at 0), values far enough apart
-that max/min never meet a tie, and non-contiguous views. Needs the
-``hypothesis`` package (a dev dependency).
+that max/min never meet a tie; and tolerances derived from the dtype. Needs
+the ``hypothesis`` package (a dev dependency).
 
-Everything here draws plain NumPy float64 arrays; a test turns them into
-tensors on the device it is checking.
+The strategies draw plain NumPy float64 arrays; a test turns them into
+tensors on the device it is checking (``strided_tensor`` makes one whose
+memory is not contiguous).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 __all__ = ["MAX_SIZE", "shapes", "broadcastable_shapes", "axes", "arrays", "distinct_arrays",
-           "lattice_arrays", "noncontiguous", "tolerance", "gradcheck_tolerance"]
+           "lattice_arrays", "strided_tensor", "tolerance", "gradcheck_tolerance"]
 
 MAX_SIZE = 24
 """Default cap on elements per array: gradcheck perturbs every element, so keep it tiny."""
@@ -102,13 +103,15 @@ def lattice_arrays(shape: Sequence[int], offset: float = 0.0, low: int = -4, hig
     return hnp.arrays(np.float64, tuple(shape), elements=elements)
 
 
-def noncontiguous(a: np.ndarray) -> np.ndarray:
-    """A strided view holding the same values as ``a`` (not C-contiguous when
-    ``a`` has more than one element): checks that ops do not assume layout."""
-    base = np.zeros(a.shape[::-1] + (2,), dtype=a.dtype)
-    view = base[..., 1].T    # every other element, axes reversed: strided and Fortran-ordered
-    view[...] = a
-    return view
+def strided_tensor(a: np.ndarray, device: str = "cpu", dtype=None, requires_grad: bool = False):
+    """A leaf tensor on ``device`` holding ``a``'s values in a strided view of a
+    larger array, with its axes reversed in memory (not C-contiguous when ``a``
+    has more than one element): checks that ops do not assume a layout."""
+    from .tensor import tensor  # noqa: PLC0415  (minigrad imports this module only on demand)
+    base = np.zeros(a.shape[::-1] + (2,), dtype=a.dtype if dtype is None else dtype)
+    base[..., 1] = a.T
+    view = tensor(base, device=device)[..., 1].T    # basic indexing and .T: views, no copies
+    return view.detach().requires_grad_(requires_grad)
 
 
 def tolerance(dtype) -> dict[str, float]:

@@ -17,8 +17,9 @@ use 1, and 0 for entries marked ``empty_ok``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from hypothesis import assume
@@ -26,8 +27,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad.testing import (arrays, axes, broadcastable_shapes, distinct_arrays, lattice_arrays,
-                              shapes)
+from minigrad.testing import arrays, axes, broadcastable_shapes, distinct_arrays, lattice_arrays, shapes
 
 
 class Case(NamedTuple):
@@ -45,6 +45,7 @@ class OpInfo:
     gradgrad: bool = True                               # twice differentiable: run gradgradcheck
     empty_ok: bool = False                              # defined on empty inputs: test them too
     via_float32: bool = False                           # rounds through float32 (astype)
+    random: bool = False                                # draws random numbers (differ on cuda)
 
     @property
     def exports(self) -> tuple[str, ...]:
@@ -306,7 +307,8 @@ def _ref_expand(x, shape):
     return np.broadcast_to(x, tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(shape)))
 
 
-register("broadcast_to", lambda x, shape: mg.broadcast_to(x, shape), _broadcast_cases, np.broadcast_to, empty_ok=True)
+register("broadcast_to", lambda x, shape: mg.broadcast_to(x, shape), _broadcast_cases,
+         np.broadcast_to, empty_ok=True)
 register("expand", lambda x, shape: x.expand(*shape), lambda s: _broadcast_cases(s, minus_one=True),
          _ref_expand, empty_ok=True)
 
@@ -601,7 +603,7 @@ def _ref_dropout(x, p):
 
 
 register("dropout", _seeded_dropout, unary(p=st.sampled_from([0.0, 0.25, 0.5, 1.0])), _ref_dropout,
-         empty_ok=True)
+         empty_ok=True, random=True)
 
 
 @st.composite

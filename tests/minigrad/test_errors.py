@@ -92,14 +92,18 @@ def test_reshape_to_non_integers_is_a_type_error():
     (lambda: mg.pad(mg.zeros(5), ((1, 1), (1, 1))), r"pad: pad_width .* does not fit a tensor with 1 dims"),
     (lambda: mg.zeros(2, 3).squeeze(axis=0), r"squeeze: axis 0 of shape \(2, 3\) has size 2, not 1"),
     (lambda: mg.zeros(2, 3).transpose(0, 0), r"transpose: axes \(0, 0\) are not a permutation"),
-    (lambda: F.linear(mg.zeros(2, 3), mg.zeros(4, 5)), r"linear: input with 3 features .* weight of shape \(4, 5\)"),
-    (lambda: F.layer_norm(mg.zeros(2, 3), 4), r"layer_norm: input of shape \(2, 3\) does not end in normalized_shape \(4,\)"),
-    (lambda: F.layer_norm(mg.zeros(2, 3), 3, weight=mg.ones(4)), r"layer_norm: weight has shape \(4,\), expected \(3,\)"),
+    (lambda: F.linear(mg.zeros(2, 3), mg.zeros(4, 5)),
+     r"linear: input with 3 features .* weight of shape \(4, 5\)"),
+    (lambda: F.layer_norm(mg.zeros(2, 3), 4),
+     r"layer_norm: input of shape \(2, 3\) does not end in normalized_shape \(4,\)"),
+    (lambda: F.layer_norm(mg.zeros(2, 3), 3, weight=mg.ones(4)),
+     r"layer_norm: weight has shape \(4,\), expected \(3,\)"),
     (lambda: F.scaled_dot_product_attention(mg.zeros(2, 3), mg.zeros(2, 4), mg.zeros(2, 3)),
      r"scaled_dot_product_attention: query \(2, 3\), key \(2, 4\)"),
     (lambda: F.cross_entropy(mg.zeros(2, 3), mg.tensor([0, 1, 2])),
      r"cross_entropy: input of shape \(2, 3\) .* needs target of shape \(2,\), got \(3,\)"),
-    (lambda: F.nll_loss(mg.zeros(2, 3), mg.tensor([0])), r"nll_loss: expected input \(N, C\) and target \(N,\)"),
+    (lambda: F.nll_loss(mg.zeros(2, 3), mg.tensor([0])),
+     r"nll_loss: expected input \(N, C\) and target \(N,\)"),
     (lambda: F.masked_fill(mg.zeros(2), mg.tensor([True, False, True]), 0.0), r"masked_fill: shapes"),
 ])
 def test_shape_errors_name_the_op(call, pattern):
@@ -309,7 +313,8 @@ def test_backward_of_a_tensor_without_graph():
 
 def test_backward_with_a_gradient_of_the_wrong_shape():
     y = mg.ones(2, requires_grad=True) * 2.0
-    with pytest.raises(ValueError, match=r"backward: gradient has shape \(3,\) but the output has shape \(2,\)"):
+    with pytest.raises(ValueError,
+                       match=r"backward: gradient has shape \(3,\) but the output has shape \(2,\)"):
         y.backward(mg.zeros(3))
 
 

@@ -16,8 +16,7 @@ from op_registry import _ref_cross_entropy
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad.testing import (arrays, broadcastable_shapes, distinct_arrays, shapes,
-                              tolerance)
+from minigrad.testing import arrays, broadcastable_shapes, distinct_arrays, shapes, tolerance
 
 _devices = st.sampled_from(["cpu", "fake"])
 

@@ -237,3 +237,28 @@ def test_zero_dim_results_hold_arrays(device):
     x = mg.tensor([1.0, 2.0], device=device, requires_grad=True)
     for y in (x.sum(), x[0], x.max(), x @ x, mg.tensor(1.0, device=device) * 2.0):
         assert y.shape == () and isinstance(y.data, y.xp.ndarray)
+
+
+# --------------------------------------------------------------------------- indexing
+
+def test_repeated_integer_indices_accumulate_their_gradients(device):
+    x = mg.tensor([10.0, 20.0, 30.0], device=device, requires_grad=True)
+    x[[0, 2, 0, 0, -1]].backward(mg.tensor([1.0, 2.0, 3.0, 4.0, 5.0], device=device))
+    assert x.grad.tolist() == [8.0, 0.0, 7.0]
+    w = mg.zeros(4, 2, device=device, requires_grad=True)
+    mg.functional.embedding(mg.tensor([[1, 1], [3, 1]], device=device), w).sum().backward()
+    assert w.grad.tolist() == [[0, 0], [3, 3], [0, 0], [1, 1]]
+
+
+def test_boolean_mask_selects_and_routes_gradients_back(device):
+    x = mg.tensor([[1.0, -2.0], [-3.0, 4.0]], device=device, requires_grad=True)
+    y = x[x > 0]
+    assert y.tolist() == [1.0, 4.0]
+    y.backward(mg.tensor([5.0, 6.0], device=device))
+    assert x.grad.tolist() == [[5.0, 0.0], [0.0, 6.0]]
+
+
+def test_basic_indexing_returns_views_of_the_right_shape(device):
+    x = mg.arange(24.0, device=device).reshape(2, 3, 4)
+    assert x[1].shape == (3, 4) and x[:, -1].shape == (2, 4) and x[..., ::2].shape == (2, 3, 2)
+    assert x[None, 0, :, 1:3].shape == (1, 3, 2) and x[1, 2, 3].item() == 23.0
