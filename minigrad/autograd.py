@@ -132,6 +132,10 @@ class Function:
 
     inputs: tuple[Tensor, ...]
     differentiable: bool = True   # False: comparisons, argmax, ... (output never requires grad)
+    # Optional, for ops whose gradient is sparse (slices, gathers) and whose first input is the
+    # one differentiated: ``backward_into(g_array, buffer_array)`` adds the input's gradient into
+    # a full-size buffer in place. Used instead of ``backward`` when no graph is being built.
+    backward_into = None
 
     def __init__(self, **params: Any):
         self.__dict__.update(params)
@@ -199,15 +203,6 @@ def unbroadcast(g: Tensor, shape: tuple[int, ...], op: str) -> Tensor:
     return g
 
 
-def _accumulate(old: Tensor | None, new: Tensor, create_graph: bool) -> Tensor:
-    """old + new; on raw arrays (no graph node) unless a graph is being built."""
-    if old is None:
-        return new if create_graph else new.detach()
-    if create_graph:
-        return old + new
-    return _tensor_cls()._make(old.data + new.data, old._device)
-
-
 def _toposort(roots: Iterable[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through graph nodes, outputs before inputs.
 
@@ -246,13 +241,13 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
     """The engine. Returns gradients for ``inputs`` (if given) keyed by id;
     otherwise accumulates into ``.grad`` of leaves (and ``retain_grad()`` tensors)."""
     wanted = None if inputs is None else {id(t) for t in inputs}
-    grads: dict[int, Tensor] = {}
+    acc = _Accumulator(create_graph)
     for o, g in zip(outputs, grad_outputs):
-        grads[id(o)] = grads[id(o)] + g if id(o) in grads else g
+        acc.add(o, g)
     result: dict[int, Tensor] = {}
     with set_grad_enabled(create_graph):
         for t in _toposort(outputs):
-            g = grads.pop(id(t), None)
+            g = acc.pop(t)
             if g is None:
                 continue
             for hook in t._hooks:
@@ -263,37 +258,98 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
                 if id(t) in wanted:
                     result[id(t)] = g
             elif t._ctx is None or t._retains_grad:
-                t.grad = _accumulate(t.grad, g, create_graph)
+                t.grad = g if t.grad is None and create_graph else \
+                    g.detach() if t.grad is None else _add(t.grad, g, create_graph)
             fn = t._ctx
             if fn is None:
                 continue
-            # ops inside a backward are not checked one by one under detect_anomaly: a NaN
-            # there is reported below as this op's backward, which is where the user can act
-            anomaly, _mode.anomaly = _mode.anomaly, False
-            try:
-                in_grads = fn.backward(g)
-            finally:
-                _mode.anomaly = anomaly
-            if not isinstance(in_grads, (tuple, list)):
-                in_grads = (in_grads,)
-            if len(in_grads) != len(fn.inputs):
-                raise GraphError(f"{fn.name()}: backward returned {len(in_grads)} gradients for "
-                                 f"{len(fn.inputs)} inputs")
-            for p, pg in zip(fn.inputs, in_grads):
-                if pg is None or not p.requires_grad:
-                    continue
-                pg = unbroadcast(pg, p.shape, fn.name())
-                if _mode.anomaly and not _all_finite(pg.data):
-                    raise AnomalyError(f"{fn.name()}: backward produced NaN or inf in the gradient "
-                                       f"of an input of shape {p.shape}; the op was created at\n"
-                                       f"{getattr(fn, '_where', '<unknown>')}")
-                grads[id(p)] = _accumulate(grads.get(id(p)), pg, create_graph)
+            if not create_graph and fn.backward_into is not None and fn.inputs[0].requires_grad:
+                # sparse gradient (a slice or gather): add it into the input's buffer in place
+                fn.backward_into(g.data, acc.buffer(fn.inputs[0]).data)
+                _check_anomaly(fn, acc.grads[id(fn.inputs[0])], fn.inputs[0])
+            else:
+                _backward_node(fn, g, acc)
             if not retain_graph:
                 fn.inputs = ()
                 fn._freed = True
                 fn.__dict__ = {k: v for k, v in fn.__dict__.items()
                                if k in ("inputs", "_freed", "_out", "_where")}
     return result
+
+
+def _backward_node(fn: Function, g: Tensor, acc: _Accumulator) -> None:
+    """Run one node's backward and add each input's (unbroadcast) gradient to ``acc``."""
+    # ops inside a backward are not checked one by one under detect_anomaly: a NaN
+    # there is reported as this op's backward, which is where the user can act
+    anomaly, _mode.anomaly = _mode.anomaly, False
+    try:
+        in_grads = fn.backward(g)
+    finally:
+        _mode.anomaly = anomaly
+    if not isinstance(in_grads, (tuple, list)):
+        in_grads = (in_grads,)
+    if len(in_grads) != len(fn.inputs):
+        raise GraphError(f"{fn.name()}: backward returned {len(in_grads)} gradients for "
+                         f"{len(fn.inputs)} inputs")
+    for p, pg in zip(fn.inputs, in_grads):
+        if pg is None or not p.requires_grad:
+            continue
+        pg = unbroadcast(pg, p.shape, fn.name())
+        _check_anomaly(fn, pg, p)
+        acc.add(p, pg)
+
+
+def _check_anomaly(fn: Function, grad: Tensor, p: Tensor) -> None:
+    if _mode.anomaly and not _all_finite(grad.data):
+        raise AnomalyError(f"{fn.name()}: backward produced NaN or inf in the gradient "
+                           f"of an input of shape {p.shape}; the op was created at\n"
+                           f"{getattr(fn, '_where', '<unknown>')}")
+
+
+def _add(old: Tensor, new: Tensor, create_graph: bool) -> Tensor:
+    """old + new: a graph node when building one, else plain array addition."""
+    if create_graph:
+        return old + new
+    return _tensor_cls()._make(old.data + new.data, old._device)
+
+
+class _Accumulator:
+    """Gradients waiting to be used, summed per tensor.
+
+    Without ``create_graph`` a tensor's gradient array is added into in place
+    once the engine owns it (it allocated it), so a tensor read through many
+    slices (``x[t]`` for each step t) costs one buffer, not one per slice."""
+
+    def __init__(self, create_graph: bool):
+        self.create_graph = create_graph
+        self.grads: dict[int, Tensor] = {}
+        self.owned: set[int] = set()
+
+    def add(self, t: Tensor, g: Tensor) -> None:
+        key = id(t)
+        old = self.grads.get(key)
+        if old is None:
+            self.grads[key] = g
+        elif key in self.owned:
+            old.data += g.data
+        else:
+            self.grads[key] = _add(old, g, self.create_graph)
+            if not self.create_graph:
+                self.owned.add(key)
+
+    def buffer(self, t: Tensor) -> Tensor:
+        """An engine-owned, writable gradient array for ``t`` (zeros if none yet)."""
+        key = id(t)
+        old = self.grads.get(key)
+        if key not in self.owned:
+            data = t.xp.zeros(t.shape, dtype=t.dtype) if old is None else old.data.copy()
+            self.grads[key] = _tensor_cls()._make(data, t._device)
+            self.owned.add(key)
+        return self.grads[key]
+
+    def pop(self, t: Tensor) -> Tensor | None:
+        self.owned.discard(id(t))
+        return self.grads.pop(id(t), None)
 
 
 def _check_outputs(outputs, grad_outputs, where: str):

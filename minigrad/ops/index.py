@@ -30,6 +30,13 @@ class GetItem(Function):
         return IndexAdd.apply(g, index=self.index, shape=self.inputs[0].shape,
                               advanced=self.advanced)
 
+    def backward_into(self, g, buffer) -> None:
+        """buffer[index] += g, in place (first-order fast path, see Function)."""
+        if self.advanced:
+            backend.index_add(buffer, self.index, g)
+        else:
+            buffer[self.index] += g
+
 
 class IndexAdd(Function):
     """zeros(shape) with ``g`` added at ``index``: the adjoint of ``x[index]``."""
