@@ -143,10 +143,14 @@ class LanguageModel(nn.Module):
     model_type: ClassVar[str] = "base"
 
     # ----------------------------------------------------------------- config
+    #: config fields a subclass fixes (LSTMLM: cell="lstm"), filled in when a dict omits them
+    config_defaults: dict = {}
+
     @classmethod
     def from_config(cls, config) -> LanguageModel:
         """Build the model a config (or its ``asdict`` dict, e.g. read from JSON) describes."""
         if isinstance(config, dict):
+            config = {**cls.config_defaults, **config}
             fields = {f.name for f in dataclasses.fields(cls.config_class)}
             unknown = sorted(set(config) - fields)
             if unknown:

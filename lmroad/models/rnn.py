@@ -144,6 +144,8 @@ class RNNLM(LanguageModel):
 class LSTMLM(RNNLM):
     """``RNNLM`` with LSTM cells."""
 
+    config_defaults = {"cell": "lstm"}
+
     model_type = "lstm"
 
     def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
@@ -156,6 +158,8 @@ class LSTMLM(RNNLM):
 
 class GRULM(RNNLM):
     """``RNNLM`` with GRU cells."""
+
+    config_defaults = {"cell": "gru"}
 
     model_type = "gru"
 
