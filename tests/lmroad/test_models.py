@@ -504,3 +504,10 @@ def test_build_model_by_name():
                                            "cell": "lstm"}), LSTMLM)
     with pytest.raises(ValueError, match="unknown model"):
         build_model("hmm", {})
+
+
+@pytest.mark.parametrize("name,cell", [("lstm", "lstm"), ("gru", "gru"), ("rnn", "rnn")])
+def test_build_model_fills_in_the_cell_of_recurrent_models(name, cell):
+    from lmroad.models import build_model
+    m = build_model(name, {"vocab_size": 5, "n_embd": 4, "hidden_size": 4, "num_layers": 1})
+    assert m.config.cell == cell
