@@ -58,6 +58,7 @@ class TransformerConfig:
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = True          # biases in the Linears and LayerNorms (False: GPT-2-style lean variant)
+    activation: str = "gelu_tanh"  # GPT-2's tanh GELU; "gelu" (exact erf, as nanoGPT) or "relu"
 
     def __post_init__(self):
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
@@ -69,6 +70,9 @@ class TransformerConfig:
                              f"({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TransformerLM: dropout must be in [0, 1), got {self.dropout}")
+        if self.activation not in ("gelu", "gelu_tanh", "relu"):
+            raise ValueError(f"TransformerLM: activation must be 'gelu', 'gelu_tanh' or 'relu', "
+                             f"got {self.activation!r}")
 
 
 class TransformerLM(LanguageModel):
@@ -79,16 +83,19 @@ class TransformerLM(LanguageModel):
     model_type = "transformer"
 
     def __init__(self, vocab_size: int = 256, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
-                 block_size: int = 64, dropout: float = 0.0, bias: bool = True):
+                 block_size: int = 64, dropout: float = 0.0, bias: bool = True,
+                 activation: str = "gelu_tanh"):
         super().__init__()
         cfg = self._config = TransformerConfig(vocab_size=vocab_size, n_layer=n_layer,
                                                n_head=n_head, n_embd=n_embd,
-                                               block_size=block_size, dropout=dropout, bias=bias)
+                                               block_size=block_size, dropout=dropout, bias=bias,
+                                               activation=activation)
         self.wte = Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = LearnedPositionalEmbedding(cfg.block_size, cfg.n_embd)
         self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(cfg.n_embd, cfg.n_head, cfg.dropout,
-                                                     norm_first=True, bias=cfg.bias)
+                                                     norm_first=True, bias=cfg.bias,
+                                                     activation=cfg.activation)
                                     for _ in range(cfg.n_layer))
         self.ln_f = LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
