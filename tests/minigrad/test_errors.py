@@ -14,9 +14,12 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
+from minigrad.testing import shapes
 
 
 def _shapes_re(*shapes) -> str:
@@ -59,6 +62,30 @@ def test_broadcast_mismatch_names_op_and_both_shapes(name, fn):
     a, b = mg.zeros(2, 3), mg.zeros(4)
     with pytest.raises(ValueError, match=f"{name}: .*" + _shapes_re((2, 3), (4,))):
         fn(a, b)
+
+
+def _broadcasts(sa, sb) -> bool:
+    try:
+        np.broadcast_shapes(sa, sb)
+        return True
+    except ValueError:
+        return False
+
+
+@given(sa=shapes(min_dims=1, max_side=4), sb=shapes(min_dims=1, max_side=4),
+       op=st.sampled_from(["add", "sub", "mul", "truediv", "maximum", "minimum", "pow"]))
+def test_any_non_broadcastable_pair_is_a_value_error_naming_op_and_shapes(sa, sb, op):
+    assume(not _broadcasts(sa, sb))
+    with pytest.raises(ValueError, match=f"{op}: shapes " + _shapes_re(sa, sb)):
+        getattr(mg, op)(mg.ones(sa), mg.ones(sb))
+
+
+@given(sa=shapes(min_dims=1, max_side=4), sb=shapes(min_dims=1, max_side=4))
+def test_any_misaligned_matmul_is_a_value_error_naming_both_shapes(sa, sb):
+    k_b = sb[0] if len(sb) == 1 else sb[-2]
+    assume(sa[-1] != k_b or not _broadcasts(sa[:-2], sb[:-2]))
+    with pytest.raises(ValueError, match=r"matmul: (shapes|batch dimensions of) " + _shapes_re(sa, sb)):
+        mg.ones(sa) @ mg.ones(sb)
 
 
 def test_broadcast_to_an_incompatible_shape():
