@@ -166,16 +166,20 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
                          f"value {value.shape} do not fit (need (..., L, E), (..., S, E), (..., S, Ev))")
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    scores = (query @ key.swapaxes(-1, -2)) * scale            # (..., L, S)
     xp = query.xp
     allowed = None
     if is_causal:
         allowed = Tensor._make(xp.tril(xp.ones((L, S), dtype=bool)), query.device)
-    if attn_mask is not None:
-        if attn_mask.dtype.kind == "b":
-            allowed = attn_mask if allowed is None else allowed & attn_mask
-        else:
-            scores = scores + attn_mask
+    if attn_mask is not None and attn_mask.dtype.kind == "b":
+        allowed = attn_mask if allowed is None else allowed & attn_mask
+    additive = attn_mask is not None and attn_mask.dtype.kind != "b"
+    if not (additive or return_weights or (dropout_p and training)):
+        # the common case, as one fused node (see ops/fused.py: Attention)
+        return fused.Attention.apply(query, key, value, scale=scale,
+                                     allowed=None if allowed is None else allowed.data)
+    scores = (query @ key.swapaxes(-1, -2)) * scale            # (..., L, S)
+    if additive:
+        scores = scores + attn_mask
     if allowed is not None:
         scores = where(allowed, scores, -math.inf)
     weights = softmax(scores, axis=-1)                         # fully masked rows -> zeros

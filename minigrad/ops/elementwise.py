@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .. import backend
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor, get_default_dtype
 from ._lift import broadcast_shape, lift, match_float, require_float
 
@@ -256,12 +256,18 @@ class Gelu(Function):
         half = x.dtype.type(0.5)
         if self.approximate == "tanh":
             u = x.dtype.type(_SQRT_2_OVER_PI) * (x + x.dtype.type(0.044715) * x * x * x)
-            return half * x * (1 + xp.tanh(u))
+            self.t = xp.tanh(u)   # kept for the first-order backward
+            return half * x * (1 + self.t)
         return half * x * (1 + backend.erf(x * x.dtype.type(1 / math.sqrt(2.0))))
 
     def backward(self, g):
         x = self.inputs[0]
         if self.approximate == "tanh":
+            if not is_grad_enabled():   # first order: raw arrays, reusing tanh(u) from forward
+                xa, t = x.data, self.t
+                du = (xa * xa * (3 * 0.044715) + 1) * _SQRT_2_OVER_PI
+                d = (t + 1) * 0.5 + xa * (1 - t * t) * du * 0.5
+                return Tensor._make(g.data * d, g._device)
             t = (_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)

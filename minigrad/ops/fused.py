@@ -176,3 +176,37 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     from ._lift import normalize_axes, require_float
     require_float(x, "log_softmax")
     return LogSoftmax.apply(x, axis=normalize_axes(axis, x.ndim, "log_softmax"))
+
+
+class Attention(Function):
+    """out = P V,  P = softmax(Q Kᵀ · scale, masked),  for q (..., L, E), k (..., S, E),
+    v (..., S, Ev); ``allowed`` (a bool array broadcasting to (..., L, S), or None) is
+    True where a query may attend. A query allowed nothing gets zeros.
+
+    One node instead of six, keeping only P for backward:
+    dV = Pᵀ G,  dP = G Vᵀ,  dS = P ⊙ (dP - Σ_j dP ⊙ P),  dQ = dS K · scale,  dK = dSᵀ Q · scale."""
+    op_name = "scaled_dot_product_attention"
+
+    def forward(self, q, k, v):
+        xp = backend.xp_of(q)
+        s = (q @ k.swapaxes(-1, -2)) * q.dtype.type(self.scale)      # (..., L, S)
+        if self.allowed is not None:
+            s = xp.where(self.allowed, s, q.dtype.type(-xp.inf))
+        e = xp.exp(s - _stable_max(xp, s, -1))
+        den = e.sum(axis=-1, keepdims=True)
+        self.p = e / xp.where(den == 0, xp.ones_like(den), den)       # (..., L, S)
+        return self.p @ v
+
+    def backward(self, g):
+        q, k, v = self.inputs
+        if is_grad_enabled():   # rebuild P from Tensors so the backward is differentiable
+            s = (q @ k.swapaxes(-1, -2)) * self.scale
+            if self.allowed is not None:
+                from .elementwise import where
+                s = where(Tensor._make(self.allowed, q._device), s, float("-inf"))
+            p = softmax(s, axis=-1)
+        else:
+            p = Tensor._make(self.p, q._device)
+        gp = g @ v.swapaxes(-1, -2)
+        gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
+        return (gs @ k) * self.scale, (gs.swapaxes(-1, -2) @ q) * self.scale, p.swapaxes(-1, -2) @ g
