@@ -117,15 +117,25 @@ def _train_neural(model, kind: str, train_ids: np.ndarray, seconds: float, batch
     probe = 3
     for _ in range(probe):                       # the probe's steps count as training (at warmup lr)
         step(lr * 0.1)
-    per_step = (time.perf_counter() - t0) / probe
-    total = max(probe + 1, int(seconds / per_step))
+
+    def planned(done: int) -> int:
+        """Steps that fit the time budget at the speed measured so far (re-planned as the
+        machine's load changes, so the schedule still ends when the time is up)."""
+        per_step = (time.perf_counter() - t0) / done
+        return max(done + 1, int(seconds / per_step))
+
+    total = planned(probe)
     warmup = max(1, min(100, total // 10))
-    losses = []
-    for s in range(probe, total):
-        lr_now = optim.cosine_with_warmup(s, lr, warmup, total, lr / 10)
-        losses.append(step(lr_now))
-        if (s + 1) % max(1, total // 5) == 0:
-            progress.say(f"  {kind:<11} step {s + 1:>5}/{total}  train loss {losses[-1]:.3f}")
+    losses, s, reported = [], probe, 0
+    while s < total:
+        losses.append(step(optim.cosine_with_warmup(s, lr, warmup, total, lr / 10)))
+        s += 1
+        if s % 25 == 0:
+            total = planned(s)
+        if 5 * s // max(total, 1) > reported:
+            reported = 5 * s // max(total, 1)
+            progress.say(f"  {kind:<11} step {s:>5}/{total}  train loss {losses[-1]:.3f}")
+    total = s
     elapsed = time.perf_counter() - t0
     tail = losses[-max(1, len(losses) // 10):] or [float("nan")]
     return dict(steps=total, train_tokens=total * batch_size * block_size, train_seconds=elapsed,

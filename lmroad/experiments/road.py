@@ -24,13 +24,15 @@ import argparse
 import dataclasses
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 import minigrad as mg
-from lmroad.data import build_tokenizer, load_corpus
+from lmroad.data import CorpusError, build_tokenizer, load_corpus
+from minigrad.errors import DeviceError
 
 from . import writeup
 from .common import Progress, fmt_seconds
@@ -73,10 +75,11 @@ class Budget:
 
     def estimate_seconds(self, n_ngram_tokens: int) -> float:
         """A rough forecast (2 CPU cores), printed before the run starts."""
-        ngram = sum(1.5 + n * 1.2 for n in self.ngram_orders) * n_ngram_tokens / 1e6
-        quality = 4 * (self.seconds_per_model + 5 + self.eval_tokens / 20_000)
-        long_range = 3 * self.lr_steps * sum(k + 1 for k in self.distances) * self.lr_batch * 4.5e-6
-        return ngram + quality + long_range + 15
+        # coefficients measured on a 2-core x86 machine (seconds per unit of work)
+        ngram = sum(0.3 + 0.15 * n for n in self.ngram_orders) * n_ngram_tokens / 1e6
+        quality = 4 * (self.seconds_per_model + 1 + self.eval_tokens / 10_000 + self.sample_chars / 200)
+        long_range = self.lr_steps * sum(k + 1 for k in self.distances) * self.lr_batch * 2e-4
+        return ngram + quality + long_range + 10
 
 
 QUICK = Budget(name="quick", ngram_orders=(2, 3, 4), param_budget=15_000, seconds_per_model=3.0,
@@ -85,9 +88,9 @@ QUICK = Budget(name="quick", ngram_orders=(2, 3, 4), param_budget=15_000, second
                lr_param_budget=3_000, lr_steps=25, lr_batch=16, lr_symbols=4, lr_eval=128)
 
 DEFAULT = Budget(name="default", ngram_orders=(2, 3, 4, 5), param_budget=200_000,
-                 seconds_per_model=270.0, batch_size=32, block_size=64, eval_tokens=100_000,
+                 seconds_per_model=240.0, batch_size=32, block_size=64, eval_tokens=100_000,
                  sample_chars=300, max_train_chars=None, grad_T=100, grad_batch=16,
-                 distances=(5, 10, 20, 50, 100, 200), lr_param_budget=20_000, lr_steps=300,
+                 distances=(5, 10, 20, 50, 100, 200), lr_param_budget=20_000, lr_steps=200,
                  lr_batch=32, lr_symbols=8, lr_eval=512)
 
 
@@ -167,6 +170,7 @@ def run_road(budget: Budget, corpus_name: str, data_path: str | None, out_dir: s
                  train_chars=len(train_ids), val_chars=len(val_ids), vocab=tok.vocab_size,
                  data=data_path, seconds=time.perf_counter() - t_start, python=platform.python_version(),
                  numpy=np.__version__, machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+                 blas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "default"),
                  forecast=forecast)
     rep = Report(out_dir, plots=plots)
     path = writeup.write_report(rep, setup, quality, grads, long_range, interp, tok)
@@ -188,7 +192,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     args = p.parse_args(argv)
-    device = str(mg.device(args.device))
-    run_road(QUICK if args.quick else DEFAULT, args.corpus, args.data, args.out, device, args.seed,
-             plots=not args.no_plots)
+    try:
+        device = str(mg.device(args.device))
+    except (ValueError, DeviceError) as e:
+        p.error(str(e))                                   # exits with status 2
+    if args.data is not None and not os.path.isfile(args.data):
+        p.error(f"--data {args.data}: no such file")
+    if os.environ.get("OPENBLAS_NUM_THREADS") is None and (os.cpu_count() or 1) <= 4:
+        print("hint: on a small or shared machine, OPENBLAS_NUM_THREADS=1 can make the small matrix "
+              "products of these models several times faster", file=sys.stderr)
+    try:
+        run_road(QUICK if args.quick else DEFAULT, args.corpus, args.data, args.out, device, args.seed,
+                 plots=not args.no_plots)
+    except CorpusError as e:
+        if os.environ.get("LMROAD_DEBUG"):
+            raise
+        print(f"lmroad road: error: {e}", file=sys.stderr)
+        return 1
     return 0

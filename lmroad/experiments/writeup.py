@@ -248,7 +248,8 @@ def write_report(rep: Report, setup: dict, quality, grads, long_range, interp, t
         dict(k="corpus", v=f"{setup['corpus']} ({setup['train_chars']:,} training, {setup['val_chars']:,} "
                            f"validation characters; vocabulary {setup['vocab']} characters)"),
         dict(k="device, seed", v=f"{setup['device']}, {setup['seed']}"),
-        dict(k="machine", v=f"{setup['machine']}; Python {setup['python']}, NumPy {setup['numpy']}"),
+        dict(k="machine", v=f"{setup['machine']}; Python {setup['python']}, NumPy {setup['numpy']}; "
+                            f"OPENBLAS_NUM_THREADS={setup.get('blas_threads', 'default')}"),
         dict(k="budget", v=f"{b['name']}: about {b['param_budget']:,} parameters and "
                            f"{b['seconds_per_model']:.0f} s of training per neural model, batch "
                            f"{b['batch_size']} × {b['block_size']} characters"),
@@ -300,7 +301,9 @@ def write_report(rep: Report, setup: dict, quality, grads, long_range, interp, t
             f"Task: a sequence starts with one of {long_range.n_symbols} symbols, then k − 1 random "
             "symbols, then a query mark; the model must answer the first symbol (the only loss). "
             f"Chance: {long_range.chance:.2f}. For every k each model trains from scratch for "
-            f"{long_range.steps} steps of {long_range.batch_size} sequences (same budget for all). "
+            f"{long_range.steps} steps of {long_range.batch_size} sequences (same budget for all): "
+            "accuracy near chance means the model did not learn the task within this budget, not that "
+            "it never could. "
             "Parameters: " + ", ".join(f"{m} {params[m]:,}" for m in models) + ".",
             markdown_table(pivot, [("k", "k", "")] + [(m, f"{m} accuracy", ".2f") for m in models]),
             rep.figure("long_range.png", _fig_long_range(long_range), "Recall accuracy against distance k."))
