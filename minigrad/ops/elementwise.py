@@ -265,9 +265,19 @@ class Gelu(Function):
         if self.approximate == "tanh":
             if not is_grad_enabled():   # first order: raw arrays, reusing tanh(u) from forward
                 xa, t = x.data, self.t
-                du = (xa * xa * (3 * 0.044715) + 1) * _SQRT_2_OVER_PI
-                d = (t + 1) * 0.5 + xa * (1 - t * t) * du * 0.5
-                return Tensor._make(g.data * d, g._device)
+                du = xa * xa                              # in place: 4 temporaries fewer
+                du *= 3 * 0.044715 * _SQRT_2_OVER_PI
+                du += _SQRT_2_OVER_PI                     # du/dx of the tanh argument
+                s = t * t
+                s -= 1
+                s *= -0.5
+                s *= xa
+                s *= du                                   # x (1 - t²) du / 2
+                d = t + 1
+                d *= 0.5
+                d += s
+                d *= g.data
+                return Tensor._make(d, g._device)
             t = (_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
