@@ -112,19 +112,20 @@ class RecurrentLayer(nn.Module):
             out = mg.zeros((0,) + batch_shape + (self.hidden_size,), dtype=x.dtype, device=x.device)
             final = state if state is not None else self._stack(states)
             return (out.swapaxes(0, 1) if batched and self.batch_first else out), final
-        # Layers hand each other Python lists of per-step tensors rather than a stacked
-        # (T, B, H) tensor: each slice of a stacked tensor costs a zero-filled gradient of the
-        # whole tensor in backward, O(T²) memory traffic per layer, which dominates at T ~ 100.
-        steps = [x[t] for t in range(T)]                        # T x (B, I)
+        # The input projection W_ih x_t + b_ih of every step is one matrix product over the
+        # whole sequence (and so is its weight gradient); only the recurrence goes step by step.
+        # Reading step t as gx[t] is cheap in backward: the engine adds each slice's gradient
+        # into one buffer in place.
+        y = x                                                   # (T, B, I)
         for k, cell in enumerate(self.cells):
+            gx = cell.input_projection(y)                       # (T, B, G·H)
             s = states[k]
             outs = []
-            for x_t in steps:
-                s = cell.recurrence(cell.input_projection(x_t), s)
+            for t in range(T):
+                s = cell.recurrence(gx[t], s)
                 outs.append(self._h(s))                         # (B, H)
             states[k] = s
-            steps = [self._between_layers(h, k) for h in outs]
-        y = mg.stack(steps, axis=0)                             # (T, B, H)
+            y = self._between_layers(mg.stack(outs, axis=0), k)  # (T, B, H)
         if batched and self.batch_first:
             y = y.swapaxes(0, 1)                                # (B, T, H)
         return y, self._stack(states)
