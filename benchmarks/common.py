@@ -11,23 +11,40 @@ sets OPENBLAS_CORETYPE (a workaround for old OpenBLAS builds) which slows a
 current NumPy, e.g.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/gpt.py
+
+Nothing here imports NumPy at module level, so a script can parse its
+arguments and call ``set_threads`` before NumPy (and its BLAS) loads.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def set_threads(n: int) -> None:
     """Same thread count for NumPy's BLAS and PyTorch (call before importing numpy)."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
+
+
+def add_common_args(parser: argparse.ArgumentParser, repeats: int = 7, warmup: int = 2) -> None:
+    """The flags every side-by-side script shares."""
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS/OpenMP threads for both frameworks (default 1)")
+    parser.add_argument("--repeats", type=int, default=repeats,
+                        help=f"timed repetitions per framework, alternating (default {repeats})")
+    parser.add_argument("--warmup", type=int, default=warmup,
+                        help=f"untimed calls per framework first (default {warmup})")
+    parser.add_argument("--no-torch", action="store_true", help="time minigrad alone")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny settings, one repeat, minigrad only (for the tests)")
 
 
 def torch_or_none(threads: int):
@@ -69,6 +86,136 @@ def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def torch_matmul_peak_gflops(torch, n: int = 1024, repeats: int = 5) -> float:
+    """The same measurement through PyTorch's BLAS (GFLOP/s)."""
+    a = torch.randn(n, n, generator=torch.Generator().manual_seed(0))
+    b = a.clone()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MiB): VmHWM, else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024          # kB
+    except OSError:
+        pass
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 if sys.platform != "darwin" else rss / 2 ** 20   # kB on Linux, bytes on macOS
+
+
+def current_rss_mb() -> float | None:
+    """This process's resident memory now (MiB), from /proc (None elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info() -> list[dict] | None:
+    """Which BLAS libraries are loaded, their kernel (OpenBLAS "architecture") and
+    thread counts, from threadpoolctl when it is installed (None otherwise)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    keep = ("user_api", "internal_api", "prefix", "version", "architecture", "num_threads")
+    return [{k: d.get(k) for k in keep} for d in threadpoolctl.threadpool_info()]
+
+
+def environment() -> dict:
+    """Machine and versions, for the JSON lines (reads modules already imported)."""
+    env = {"python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_model(),
+           "cpus": os.cpu_count(), "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+           "threads_env": os.environ.get("OMP_NUM_THREADS")}
+    for mod in ("numpy", "torch"):
+        if mod in sys.modules:
+            env[mod] = sys.modules[mod].__version__
+    blas = blas_info()
+    if blas is not None:
+        env["blas"] = blas
+    return env
+
+
+def print_summary(title: str, times: dict[str, list[float]],
+                  columns: dict[str, dict[str, str]] | None = None) -> None:
+    """A table for people on stderr (stdout holds only the JSON lines): ms per call
+    (median [min, max]) per framework, extra ``columns[framework][heading]``
+    cells, and the ratios minigrad / other."""
+    columns = columns or {}
+    headings = list(dict.fromkeys(h for cells in columns.values() for h in cells))
+    out = [title, f"{'framework':<13} {'ms median [min, max]':<28}" + "".join(f"{h:>14}" for h in headings)]
+    for name, xs in times.items():
+        s = summary(xs)
+        cell = f"{s['median']:.1f} [{s['min']:.1f}, {s['max']:.1f}]"
+        out.append(f"{name:<13} {cell:<28}" + "".join(f"{columns.get(name, {}).get(h, ''):>14}"
+                                                      for h in headings))
+    for name, xs in times.items():
+        if name != "minigrad" and "minigrad" in times:
+            r = statistics.median(times["minigrad"]) / statistics.median(xs)
+            p = summary([m / o for m, o in zip(times["minigrad"], xs)], 1)
+            out.append(f"minigrad/{name}: {r:.2f}  (per repetition: median {p['median']:.2f}, "
+                       f"min {p['min']:.2f}, max {p['max']:.2f})")
+    print("\n".join(out) + "\n", file=sys.stderr, flush=True)
+
+
+def profile_top(fn: Callable[[], object], calls: int = 3, top: int = 25) -> str:
+    """cProfile of ``calls`` calls of ``fn``: the ``top`` entries by own time."""
+    import cProfile
+    import io
+    import pstats
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        fn()
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).strip_dirs().sort_stats("tottime").print_stats(top)
+    return buf.getvalue()
+
+
+def profile(bench: str, steps: dict, calls: int = 3) -> None:
+    """Where the time goes: forward / backward / update (clip, optimizer step,
+    zero_grad) per framework, median of ``calls`` alternating iterations, as a
+    JSON line and a table on stderr; then cProfile of minigrad's iteration.
+    ``steps`` maps framework names to ``workloads.TrainStep`` objects."""
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in steps}
+    for _ in range(calls):
+        for name, step in steps.items():
+            runs[name].append(step.timed_phases())
+    phases = {name: {ph: statistics.median(r[ph] for r in rs) * 1e3 for ph in rs[0]}
+              for name, rs in runs.items()}
+    print(json.dumps({"bench": bench, "phases_ms": phases, "calls": calls}), flush=True)
+    lines = [f"{bench}: ms per phase (median of {calls})",
+             f"{'framework':<13}{'forward':>10}{'backward':>10}{'update':>10}"]
+    for name, ph in phases.items():
+        lines.append(f"{name:<13}" + "".join(f"{ph[k]:>10.1f}" for k in ("forward", "backward", "update")))
+    print("\n".join(lines) + "\n", file=sys.stderr)
+    if "minigrad" in steps:
+        print(f"cProfile of {calls} minigrad iterations (cProfile's own overhead inflates small "
+              "Python functions):\n" + profile_top(steps["minigrad"], calls), file=sys.stderr, flush=True)
+
+
 def _timed(f) -> float:
     t0 = time.perf_counter()
     f()
@@ -76,18 +223,25 @@ def _timed(f) -> float:
 
 
 def report(bench: str, config: dict, times: dict[str, list[float]], extra: dict | None = None) -> dict:
-    """Print one JSON line per framework and one with the ratios; return the ratios."""
+    """Print one JSON line per framework and one with the ratios; return the ratios.
+
+    ``ratio`` is median(minigrad) / median(other): above 1, minigrad is slower.
+    ``ratio_paired`` is the median, min and max of the per-repetition ratios
+    (repetition i of minigrad over repetition i of the other, which ran right
+    after it), a rough spread for a noisy machine."""
     extra = extra or {}
-    env = {"python": platform.python_version(), "machine": platform.machine(),
-           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}
+    env = environment()
     for name, xs in times.items():
-        line = {"bench": bench, "framework": name, "ms": summary(xs), "config": config, "env": env}
+        line = {"bench": bench, "framework": name, "ms": summary(xs), "repeats": len(xs),
+                "config": config, "env": env}
         line.update(extra.get(name, {}))
-        print(json.dumps(line))
-    ratios = {}
+        print(json.dumps(line), flush=True)
+    ratios, paired = {}, {}
     if "minigrad" in times:
         for name, xs in times.items():
             if name != "minigrad":
                 ratios[f"minigrad/{name}"] = statistics.median(times["minigrad"]) / statistics.median(xs)
-    print(json.dumps({"bench": bench, "ratio": ratios}))
+                paired[f"minigrad/{name}"] = summary([m / o for m, o in zip(times["minigrad"], xs)], 1)
+    print(json.dumps({"bench": bench, "ratio": ratios, "ratio_paired": paired, "config": config}),
+          flush=True)
     return ratios

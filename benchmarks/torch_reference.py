@@ -4,6 +4,9 @@ Same architectures as lmroad's models (pre-LN GPT with tied head; char
 LSTM/RNN LMs stepping a cell per time step), so the timing compares engines,
 not models. Imported only by the benchmark scripts; PyTorch is never a
 dependency of the project.
+
+The GPT's MLP uses the exact GELU by default, as lmroad's ``TransformerLM``
+(and nanoGPT's ``nn.GELU()``); ``gelu="tanh"`` gives GPT-2's approximation.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ def build(torch):
     nn, F = torch.nn, torch.nn.functional
 
     class Block(nn.Module):
-        def __init__(self, C, nh):
+        def __init__(self, C, nh, gelu="none"):
             super().__init__()
-            self.nh = nh
+            self.nh, self.gelu = nh, gelu
             self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
             self.qkv, self.proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
             self.fc, self.fc_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
@@ -32,16 +35,27 @@ def build(torch):
             att = att.masked_fill(~mask, float("-inf")).softmax(-1)
             y = (att @ v).transpose(1, 2).reshape(B, T, C)
             x = x + self.proj(y)
-            return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+            return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate=self.gelu))
 
     class GPT(nn.Module):
-        def __init__(self, vocab, n_layer, n_head, n_embd, block):
+        def __init__(self, vocab, n_layer, n_head, n_embd, block, gelu="none"):
             super().__init__()
             self.wte, self.wpe = nn.Embedding(vocab, n_embd), nn.Embedding(block, n_embd)
-            self.blocks = nn.ModuleList(Block(n_embd, n_head) for _ in range(n_layer))
+            self.blocks = nn.ModuleList(Block(n_embd, n_head, gelu) for _ in range(n_layer))
             self.ln_f = nn.LayerNorm(n_embd)
             self.head = nn.Linear(n_embd, vocab, bias=False)
             self.head.weight = self.wte.weight
+            # GPT-2 initialisation, as TransformerLM: N(0, 0.02²), biases 0, and the two
+            # residual projections per block N(0, (0.02/√(2·n_layer))²), so both models
+            # start from the same loss (ln V) and the timings train comparable weights
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(m.weight, 0.0, 0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            for b in self.blocks:
+                for w in (b.proj.weight, b.fc_proj.weight):
+                    nn.init.normal_(w, 0.0, 0.02 / math.sqrt(2 * n_layer))
 
         def forward(self, idx, targets):
             B, T = idx.shape
@@ -88,3 +102,11 @@ def build(torch):
             return F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1))
 
     return GPT, CharRNN
+
+
+def weight_decay_groups(model, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups as ``LanguageModel.configure_optimizers`` (nanoGPT):
+    matrices and embeddings (ndim >= 2) decay, biases and norm weights do not."""
+    params = list(model.parameters())          # a tied weight appears once
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]

@@ -1,0 +1,95 @@
+"""A GPT training iteration, minigrad against PyTorch, side by side.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/gpt.py                   # baby GPT
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/gpt.py --preset medium --repeats 3
+
+Presets (vocabulary 65, dropout 0, float32):
+
+    baby    nanoGPT's CPU settings: 4 layers, 4 heads, width 128, block 64, batch 12
+    medium  nanoGPT's Shakespeare-char GPT: 6 layers, 6 heads, width 384, block 256, batch 64
+            (about a trillion FLOPs per iteration: seconds to tens of seconds on a CPU core)
+
+One iteration is forward, backward, gradient clipping and an AdamW step (see
+workloads.py); PyTorch runs the same pre-LN GPT with a tied head and eager
+attention (torch_reference.py), same initialisation, same batch, same thread
+count, in this process, alternating repetitions with minigrad.
+
+Prints one JSON line per framework (ms per iteration: median, min, max; tokens/s;
+achieved GFLOP/s from the matmul FLOP count in ``workloads.gpt_matmul_flops``:
+6·N + 12·L·T·C per token, N = 12·L·C² + V·C; and that rate as a fraction of
+the machine's float32 matrix-product peak, measured here at startup through
+NumPy's and PyTorch's BLAS, the larger of the two), then one JSON line with
+the ratio minigrad / PyTorch. A table for people goes to stderr.
+``--profile`` adds a cProfile of minigrad's iteration (top entries by own time).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import common
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=("baby", "medium"), default="baby")
+    common.add_common_args(ap, repeats=7, warmup=2)
+    ap.add_argument("--profile", action="store_true",
+                    help="after timing: forward/backward/update times per framework (a JSON "
+                         "line), and cProfile of 3 minigrad iterations (stderr)")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.preset, args.repeats, args.warmup, args.no_torch = "smoke", 1, 0, True
+    return args
+
+
+def machine_peak_gflops(args, torch) -> dict[str, float]:
+    """The best float32 matrix-product rate of n×n products (n = 512, 1024), per BLAS."""
+    sizes = (128,) if args.smoke else (512, 1024)
+    peak = {"numpy": max(common.matmul_peak_gflops(args.threads, n=n) for n in sizes)}
+    if torch is not None:
+        peak["torch"] = max(common.torch_matmul_peak_gflops(torch, n=n) for n in sizes)
+    return peak
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    common.set_threads(args.threads)
+    import workloads  # imports NumPy: after set_threads
+
+    torch = None if args.no_torch else common.torch_or_none(args.threads)
+    cfg = workloads.GPT_PRESETS[args.preset]
+    peak = machine_peak_gflops(args, torch)
+    machine_peak = max(peak.values())
+
+    fns = {"minigrad": workloads.minigrad_gpt(cfg)}
+    if torch is not None:
+        fns["torch"] = workloads.torch_gpt(torch, cfg)
+    first_loss = {name: f() for name, f in fns.items()}     # an untimed call; the losses should agree
+    times = common.alternate(fns, args.repeats, max(args.warmup - 1, 0))
+
+    flops = workloads.gpt_matmul_flops(cfg)
+    extra, columns = {}, {}
+    for name, xs in times.items():
+        sec = common.summary(xs, 1)["median"]
+        gflops = flops["per_iter"] / sec / 1e9
+        extra[name] = {"tokens_per_s": flops["tokens_per_iter"] / sec, "gflops": gflops,
+                       "fraction_of_peak": gflops / machine_peak, "first_loss": first_loss[name]}
+        columns[name] = {"tokens/s": f"{extra[name]['tokens_per_s']:,.0f}", "GFLOP/s": f"{gflops:.1f}",
+                         "% of peak": f"{100 * gflops / machine_peak:.1f}"}
+    config = {"preset": args.preset, **cfg.as_dict(), "dropout": 0.0, "dtype": "float32",
+              "threads": args.threads, "matmul_flops_per_iter": flops["per_iter"],
+              "params": workloads.gpt_param_count(cfg)["total"], "peak_gflops": peak}
+    bench = f"gpt-{args.preset}"
+    common.report(bench, config, times, extra)
+    common.print_summary(
+        f"{bench}: {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
+        f"block {cfg.block_size}, batch {cfg.batch_size}; {args.threads} thread(s), {args.repeats} "
+        f"repeats; matmul peak {machine_peak:.1f} GFLOP/s "
+        + ", ".join(f"({k} {v:.1f})" for k, v in peak.items()), times, columns)
+    if args.profile:
+        common.profile(f"{bench}-profile", fns)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Every side-by-side benchmark script runs with its tiny settings (``--smoke``:
+a tiny model, one repetition, minigrad only even when PyTorch is installed) in
+a subprocess, and its stdout is JSON lines a program can read.
+
+No timing is asserted: the figures depend on the machine. Together the runs
+take a few seconds."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+SCRIPTS = {
+    "gpt": (["gpt.py", "--smoke", "--profile"], {"gpt-smoke", "gpt-smoke-profile"}),
+    "lstm": (["lstm.py", "--smoke"], {"lstm"}),
+    "rnn": (["lstm.py", "--smoke", "--cell", "rnn"], {"rnn"}),
+    "scaling": (["scaling.py", "--smoke"], {"gpt-scaling"}),
+    "memory": (["memory.py", "--smoke"], {"memory-gpt-smoke", "memory-lstm-smoke"}),
+}
+
+
+def _run(args: list[str], tmp_path) -> list[dict]:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", LMROAD_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines, f"{args} printed nothing on stdout"
+    return [json.loads(line) for line in lines]          # every stdout line is one JSON object
+
+
+@pytest.mark.parametrize("name", SCRIPTS, ids=list(SCRIPTS))
+def test_benchmark_script_prints_json_lines(name, tmp_path):
+    args, benches = SCRIPTS[name]
+    rows = _run(args, tmp_path)
+    assert {r["bench"] for r in rows} == benches
+    measured = [r for r in rows if r.get("framework") is not None]
+    assert measured and {r["framework"] for r in measured} == {"minigrad"}   # --smoke: no PyTorch
+    ratios = [r for r in rows if "ratio" in r]
+    assert ratios and all(r["ratio"] == {} for r in ratios)                  # nothing to compare with
+    for r in measured:
+        if name == "memory":
+            assert r["peak_rss_mb"] > 0 and r["steps"] == 1
+        else:
+            assert r["ms"]["min"] <= r["ms"]["median"] <= r["ms"]["max"]
+            assert r["config"]["dtype"] == "float32" and r["config"]["threads"] == 1
+            assert r["tokens_per_s"] > 0
+        if "first_loss" in r:
+            assert 0 < r["first_loss"] < 10                                 # ~ln(65) = 4.17 at the start
