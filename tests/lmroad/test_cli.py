@@ -273,3 +273,13 @@ def test_help_exits_zero(capsys):
     assert "train" in capsys.readouterr().out
     assert cli.main(["train", "--help"]) == 0
     assert "--max-iters" in capsys.readouterr().out
+
+
+def test_threads_flag_is_taken_anywhere_and_validated(monkeypatch):
+    from lmroad import cli
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    assert cli._take_threads(["train", "--threads", "1", "--model", "lstm"]) == ["train", "--model", "lstm"]
+    import os
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert cli.main(["--threads", "zero", "train"]) == cli.EXIT_USAGE
