@@ -16,7 +16,7 @@ from .ops.fused import log_softmax, softmax
 from .tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "layer_norm", "embedding",
-           "dropout", "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear",
+           "dropout", "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear", "lstm_cell",
            "relu", "gelu", "sigmoid", "tanh"]
 
 
@@ -186,6 +186,20 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
     weights_used = dropout(weights, dropout_p, training) if dropout_p else weights
     out = weights_used @ value                                 # (..., L, Ev)
     return (out, weights) if return_weights else out
+
+
+def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The state update of an LSTM from its gate pre-activations, fused.
+
+    ``gates`` (..., 4H): W_ih x + b_ih + W_hh h + b_hh in PyTorch's order (i, f, g, o);
+    ``c`` (..., H). Returns (h', c') with c' = σ(f)⊙c + σ(i)⊙tanh(g), h' = σ(o)⊙tanh(c')."""
+    require_float(gates, "lstm_cell")
+    H = c.shape[-1] if c.ndim else 0
+    if c.ndim == 0 or gates.shape != c.shape[:-1] + (4 * H,):
+        raise ValueError(f"lstm_cell: gates {gates.shape} and cell state {c.shape} do not fit; "
+                         "need (..., 4H) and (..., H)")
+    hc = fused.LSTMCellUpdate.apply(gates, c)
+    return hc[..., :H], hc[..., H:]
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:

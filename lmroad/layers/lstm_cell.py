@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import minigrad.functional as F
 from minigrad.tensor import Tensor
 
 from ._cell import RecurrentCell
@@ -61,11 +62,10 @@ class LSTMCell(RecurrentCell):
 
     def recurrence(self, gx: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state
-        gates = gx + self.hidden_projection(h)              # (B, 4H)
-        i, f, g, o = gates.split(4, axis=-1)                # each (B, H)
-        c_next = f.sigmoid() * c + i.sigmoid() * g.tanh()
-        h_next = o.sigmoid() * c_next.tanh()
-        return h_next, c_next
+        gates = gx + self.hidden_projection(h)              # (B, 4H), order i, f, g, o
+        # c' = σ(f)⊙c + σ(i)⊙tanh(g),  h' = σ(o)⊙tanh(c'): one fused node (see the docstring of
+        # minigrad.ops.fused.LSTMCellUpdate; lstm_cell_reference there is the same in plain ops)
+        return F.lstm_cell(gates, c)                        # (h', c'), each (B, H)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", forget_bias={self.forget_bias}" if self.forget_bias else "")

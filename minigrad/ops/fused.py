@@ -210,3 +210,61 @@ class Attention(Function):
         gp = g @ v.swapaxes(-1, -2)
         gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
         return (gs @ k) * self.scale, (gs.swapaxes(-1, -2) @ q) * self.scale, p.swapaxes(-1, -2) @ g
+
+
+def _vjp_of(composite, inputs: tuple[Tensor, ...], g: Tensor) -> tuple[Tensor | None, ...]:
+    """The gradients of ``composite(*inputs)`` built from differentiable ops: the
+    higher-order path of a fused op whose first-order backward is on raw arrays."""
+    from ..autograd import grad
+    wanted = [t for t in inputs if t.requires_grad]
+    grads = iter(grad(composite(*inputs), wanted, grad_outputs=g, create_graph=True,
+                      allow_unused=True))
+    return tuple(next(grads) if t.requires_grad else None for t in inputs)
+
+
+def lstm_cell_reference(gates: Tensor, c: Tensor) -> Tensor:
+    """The LSTM state update from composite ops; returns concat(h', c') (B, 2H)."""
+    from .shape import concatenate
+    H = c.shape[-1]
+    i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
+    c_next = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return concatenate([o.sigmoid() * c_next.tanh(), c_next], axis=-1)
+
+
+class LSTMCellUpdate(Function):
+    """The elementwise half of an LSTM step, one node instead of ten:
+
+        i, f, g, o = σ(a_i), σ(a_f), tanh(a_g), σ(a_o)     gates a = W_ih x + b_ih + W_hh h + b_hh
+        c' = f ⊙ c + i ⊙ g,   h' = o ⊙ tanh(c')
+
+    Inputs: the pre-activations ``a`` (..., 4H) in PyTorch's gate order (i, f,
+    g, o) and the cell state c (..., H). Output: concat(h', c') (..., 2H).
+    Backward, with t = tanh(c'):  dc' = g_c + g_h ⊙ o ⊙ (1 - t²),
+    da_i = dc' g i(1-i), da_f = dc' c f(1-f), da_g = dc' i (1-g²),
+    da_o = g_h t o(1-o), dc = dc' f."""
+    op_name = "lstm_cell"
+
+    def forward(self, a, c):
+        xp = backend.xp_of(a)
+        H = c.shape[-1]
+        half = a.dtype.type(0.5)
+        sig = (xp.tanh(a * half) + 1) * half                 # σ for all gates (g's slot unused)
+        i, f, o = sig[..., :H], sig[..., H:2 * H], sig[..., 3 * H:]
+        g = xp.tanh(a[..., 2 * H:3 * H])
+        c_next = f * c + i * g
+        t = xp.tanh(c_next)
+        self.saved = (i, f, g, o, t)
+        return xp.concatenate([o * t, c_next], axis=-1)
+
+    def backward(self, grad_out):
+        a, c = self.inputs
+        if is_grad_enabled():
+            return _vjp_of(lstm_cell_reference, (a, c), grad_out)
+        xp = a.xp
+        H = c.shape[-1]
+        i, f, g, o, t = self.saved
+        gh, gc = grad_out.data[..., :H], grad_out.data[..., H:]
+        dc = gc + gh * o * (1 - t * t)
+        da = xp.concatenate([dc * g * i * (1 - i), dc * c.data * f * (1 - f),
+                             dc * i * (1 - g * g), gh * t * o * (1 - o)], axis=-1)
+        return Tensor._make(da, a._device), Tensor._make(dc * f, c._device)

@@ -662,6 +662,25 @@ register("scaled_dot_product_attention",
 
 
 @st.composite
+def _lstm_cell_cases(draw, min_side):
+    batch = draw(shapes(max_dims=2, max_side=2, min_side=min_side))
+    H = draw(st.integers(1, 3))
+    return Case((draw(arrays(batch + (4 * H,))), draw(arrays(batch + (H,)))), {})
+
+
+def _ref_lstm_cell(a, c):
+    H = c.shape[-1]
+    sig = 1 / (1 + np.exp(-a))
+    i, f, o, g = sig[..., :H], sig[..., H:2 * H], sig[..., 3 * H:], np.tanh(a[..., 2 * H:3 * H])
+    c_next = f * c + i * g
+    return np.concatenate([o * np.tanh(c_next), c_next], axis=-1)
+
+
+register("lstm_cell", lambda a, c: mg.concatenate(list(F.lstm_cell(a, c)), axis=-1),
+         _lstm_cell_cases, _ref_lstm_cell, empty_ok=True)
+
+
+@st.composite
 def _mse_cases(draw, min_side):
     shape = draw(shapes(min_side=min_side))
     return Case((draw(arrays(shape)), draw(arrays(shape))),
