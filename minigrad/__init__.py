@@ -11,7 +11,7 @@
 from . import cuda, ops  # noqa: F401  (ops binds Tensor's operator methods)
 from .autograd import (Function, backward, detect_anomaly, enable_grad, grad, is_grad_enabled,
                        no_grad, set_grad_enabled)
-from .backend import Device, manual_seed
+from .backend import Device, device_checks, manual_seed
 from .creation import (arange, empty, eye, full, full_like, ones, ones_like, rand, randint, randn,
                        zeros, zeros_like)
 from .errors import AnomalyError, DeviceError, GraphError
@@ -40,7 +40,7 @@ __all__ = [
     "Tensor", "tensor", "Device", "device", "float16", "float32", "float64", "int32", "int64",
     "bool_", "get_default_dtype", "set_default_dtype",
     "zeros", "ones", "full", "empty", "arange", "eye", "randn", "rand", "randint", "zeros_like",
-    "ones_like", "full_like", "manual_seed",
+    "ones_like", "full_like", "manual_seed", "device_checks",
     # autograd
     "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "detect_anomaly", "gradcheck", "gradgradcheck",

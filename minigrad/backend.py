@@ -24,6 +24,7 @@ import numpy as np
 from .errors import DeviceError
 
 __all__ = ["Device", "device", "xp_of", "xp_for", "to_device", "to_host", "index_add",
+           "device_checks", "device_checks_enabled", "first_out_of_range",
            "manual_seed", "host_rng", "erf", "sync_count", "reset_sync_count", "FakeArray"]
 
 
@@ -195,6 +196,55 @@ def _row_scatter_add(target: np.ndarray, idx: np.ndarray, values: np.ndarray) ->
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     sums = np.add.reduceat(vals[order], starts, axis=0)
     target.reshape(n_rows, -1)[rows[starts]] += sums
+
+
+# --------------------------------------------------------------------------- validation syncs
+
+_device_checks = [True]
+
+
+class device_checks:
+    """Turn the validation of index values on device arrays on or off (on by default).
+
+    Checking that indices, targets or token ids are in range is free on the cpu
+    but costs a host synchronisation on a GPU (the answer must come back to
+    Python). A training loop whose data were validated once can run its steps
+    inside ``with minigrad.device_checks(False):`` so that no step waits for the
+    GPU; out-of-range values on a device are then not reported (CuPy would wrap
+    or read garbage). Checks on cpu arrays always run. Also usable as
+    ``device_checks(False)`` called once (it sets the mode; ``restore()`` undoes)."""
+
+    def __init__(self, enabled: bool):
+        self._prev = _device_checks[0]
+        _device_checks[0] = bool(enabled)
+
+    def restore(self) -> None:
+        _device_checks[0] = self._prev
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.restore()
+        return False
+
+
+def device_checks_enabled() -> bool:
+    return _device_checks[0]
+
+
+def first_out_of_range(a, low: int, high: int, ignore: int | None = None):
+    """The first value of the integer array ``a`` outside [low, high) (values equal
+    to ``ignore`` excepted), or None. Skipped (None) for device arrays while
+    ``device_checks(False)`` is in force; see there."""
+    if not a.size or (not isinstance(a, np.ndarray) and not _device_checks[0]):
+        return None
+    bad = (a < low) | (a >= high)
+    if ignore is not None:
+        bad = bad & (a != ignore)
+    if bool(bad.any()):
+        return int(a[bad][0])
+    return None
 
 
 def erf(x):

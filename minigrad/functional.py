@@ -27,10 +27,8 @@ def _check_targets(target: Tensor, input: Tensor, n_classes: int, ignore_index: 
     if target.device != input.device:
         raise DeviceError(f"{op}: input on {input.device}, target on {target.device}; "
                           "move one with .to()")
-    t = target.data
-    bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
-    if t.size and bool(bad.any()):
-        v = int(t[bad][0])
+    v = backend.first_out_of_range(target.data, 0, n_classes, ignore=ignore_index)
+    if v is not None:
         raise IndexError(f"{op}: target {v} is out of range for {n_classes} classes "
                          f"(valid: 0 to {n_classes - 1}, or ignore_index={ignore_index})")
 
@@ -114,8 +112,8 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
     v = weight.shape[0]
     i = input.data
-    if i.size and bool(((i < 0) | (i >= v)).any()):
-        bad = int(i[(i < 0) | (i >= v)][0])
+    bad = backend.first_out_of_range(i, 0, v)
+    if bad is not None:
         raise IndexError(f"embedding: index {bad} is out of range for {v} embeddings (valid: 0 to {v - 1})")
     from .ops.index import GetItem
     if input.device != weight.device:

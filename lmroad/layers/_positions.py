@@ -18,9 +18,8 @@ def positions_index(layer: str, positions, max_len: int, device) -> Tensor:
         got = positions.dtype if isinstance(positions, Tensor) else type(positions).__name__
         raise TypeError(f"{layer}: positions must be an int (the length) or an integer tensor, "
                         f"got {got}")
-    p = positions.data
-    if p.size and bool(((p < 0) | (p >= max_len)).any()):
-        bad = int(p[(p < 0) | (p >= max_len)][0])
+    bad = mg.backend.first_out_of_range(positions.data, 0, max_len)
+    if bad is not None:
         raise IndexError(f"{layer}: position {bad} is out of range for max_len={max_len} "
                          f"(valid: 0 to {max_len - 1})")
     return positions

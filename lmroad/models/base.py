@@ -187,9 +187,8 @@ class LanguageModel(nn.Module):
         if idx.ndim != 2:
             raise ValueError(f"{where}: {name} must have shape (B, T), got {idx.shape}")
         V = self.vocab_size
-        d = idx.data
-        if d.size and bool(((d < 0) | (d >= V)).any()):
-            bad = int(d[(d < 0) | (d >= V)][0])
+        bad = mg.backend.first_out_of_range(idx.data, 0, V)
+        if bad is not None:
             raise IndexError(f"{where}: token id {bad} in {name} is out of range for vocab_size={V} "
                              f"(valid: 0 to {V - 1})")
 

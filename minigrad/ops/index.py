@@ -101,8 +101,8 @@ def _normalize_index(x: Tensor, index) -> tuple[tuple, bool]:
                 raise IndexError(f"getitem: index {i} is out of range for axis {dim} with size {size}")
         elif backend.is_array(i):
             advanced = True
-            if i.size and bool(((i < -size) | (i >= size)).any()):
-                bad = int(i[(i < -size) | (i >= size)][0])
+            bad = backend.first_out_of_range(i, -size, size)
+            if bad is not None:
                 raise IndexError(f"getitem: index {bad} is out of range for axis {dim} with size "
                                  f"{size} (valid: {-size} to {size - 1})")
         dim += 1

@@ -12,6 +12,7 @@ import math
 import warnings
 from collections.abc import Iterable
 
+from .. import backend
 from ..tensor import Tensor, tensor
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
@@ -57,6 +58,14 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
     else:
         sums = xp.stack([xp.sum(xp.abs(g.data) ** norm_type) for g in grads])
         total = xp.sum(sums) ** (1.0 / norm_type)
+    if dev.type != "cpu" and not backend.device_checks_enabled():
+        # no host synchronisation: decide on the device; a non-finite total leaves the
+        # gradients unchanged and is the caller's to report (the returned norm)
+        finite = xp.isfinite(total)
+        scale = xp.where(finite & (total > max_norm), max_norm / (total + 1e-6), 1.0)
+        for g in grads:
+            g.data = g.data * scale.astype(g.dtype)
+        return Tensor._make(total, dev)
     value = float(total)                              # the one host synchronisation
     if not math.isfinite(value):
         msg = (f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is {value}; "
