@@ -494,7 +494,8 @@ def _softmax_cases(draw, min_side):
 
 def _ref_log_softmax(x, axis):
     m = np.max(x, axis=axis, keepdims=True) if x.size else 0.0
-    return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    with np.errstate(divide="ignore"):   # log Σ over an empty axis is -inf
+        return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
 
 
 register("softmax", F.softmax, _softmax_cases,
