@@ -140,7 +140,9 @@ def masked_fill(x: Tensor, mask: Tensor, value: float) -> Tensor:
     if not isinstance(mask, Tensor) or mask.dtype.kind != "b":
         raise TypeError(f"masked_fill: mask must be a bool tensor, got "
                         f"{mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}")
-    broadcast_shape("masked_fill", mask.shape, x.shape)
+    if broadcast_shape("masked_fill", mask.shape, x.shape) != x.shape:
+        raise ValueError(f"masked_fill: mask of shape {mask.shape} must broadcast to the input's "
+                         f"shape {x.shape} (it would enlarge it)")
     return where(mask, lift(value, x, "masked_fill"), x)
 
 

@@ -410,3 +410,10 @@ def test_without_detect_anomaly_nan_passes_silently():
 def test_bad_values_name_the_op(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call()
+
+
+def test_masked_fill_mask_may_not_enlarge_the_input():
+    import minigrad as mg
+    import minigrad.functional as F
+    with pytest.raises(ValueError, match=r"masked_fill: mask of shape \(2, 3\).*\(3,\)"):
+        F.masked_fill(mg.zeros(3), mg.ones(2, 3, dtype="bool"), 1.0)
