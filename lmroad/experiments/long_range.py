@@ -66,7 +66,8 @@ def _accuracy(model, k: int, n_symbols: int, n_eval: int, seed: int, device: str
     with mg.no_grad():
         logits, _ = model(mg.tensor(idx, device=device))
     model.train()
-    guess = logits[:, k, :].numpy().argmax(axis=-1)                  # (n_eval,)
+    # the answer is a symbol: argmax over the symbols only (never the query mark)
+    guess = logits[:, k, :n_symbols].numpy().argmax(axis=-1)         # (n_eval,)
     return float((guess == targets[:, k]).mean())
 
 

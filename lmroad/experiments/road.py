@@ -78,7 +78,7 @@ class Budget:
         # coefficients measured on a 2-core x86 machine (seconds per unit of work)
         ngram = sum(0.3 + 0.15 * n for n in self.ngram_orders) * n_ngram_tokens / 1e6
         quality = 4 * (self.seconds_per_model + 1 + self.eval_tokens / 10_000 + self.sample_chars / 200)
-        long_range = self.lr_steps * sum(k + 1 for k in self.distances) * self.lr_batch * 2e-4
+        long_range = self.lr_steps * sum(k + 1 for k in self.distances) * self.lr_batch * 4e-5
         return ngram + quality + long_range + 10
 
 
@@ -88,9 +88,9 @@ QUICK = Budget(name="quick", ngram_orders=(2, 3, 4), param_budget=15_000, second
                lr_param_budget=3_000, lr_steps=25, lr_batch=16, lr_symbols=4, lr_eval=128)
 
 DEFAULT = Budget(name="default", ngram_orders=(2, 3, 4, 5), param_budget=200_000,
-                 seconds_per_model=240.0, batch_size=32, block_size=64, eval_tokens=100_000,
+                 seconds_per_model=300.0, batch_size=32, block_size=64, eval_tokens=100_000,
                  sample_chars=300, max_train_chars=None, grad_T=100, grad_batch=16,
-                 distances=(5, 10, 20, 50, 100, 200), lr_param_budget=20_000, lr_steps=200,
+                 distances=(5, 10, 20, 50, 100, 200), lr_param_budget=20_000, lr_steps=500,
                  lr_batch=32, lr_symbols=8, lr_eval=512)
 
 

@@ -200,13 +200,16 @@ def _fig_attention(maps, line):
         for l in range(L):
             for h in range(H):
                 ax = axes[l][h]
-                ax.imshow(maps[l, h], cmap="viridis", vmin=0, vmax=1)
+                # the first queries see one or two keys (weights near 1); scale by the rest
+                top = float(maps[l, h][2:].max()) if T > 2 else 1.0
+                ax.imshow(maps[l, h], cmap="viridis", vmin=0, vmax=max(top, 1e-6))
                 ax.set_title(f"layer {l} head {h}", fontsize=8)
                 ax.set_xticks(range(T))
                 ax.set_yticks(range(T))
                 ax.set_xticklabels(chars, fontsize=4)
                 ax.set_yticklabels(chars, fontsize=4)
-        fig.suptitle("Attention of the trained Transformer (row: query, column: key)", fontsize=10)
+        fig.suptitle("Attention of the trained Transformer (row: query, column: key; "
+                     "colour scaled to each panel's rows 2..T)", fontsize=10)
     return draw
 
 
@@ -268,7 +271,10 @@ def write_report(rep: Report, setup: dict, quality, grads, long_range, interp, t
             "(*size*: hidden units, or the Transformer's width with 4 layers and 4 heads) and each "
             f"trains for the same wall-clock time ({b['seconds_per_model']:.0f} s; the step count follows "
             "from its speed). Recurrent models train by truncated backpropagation through time over "
-            f"{b['block_size']}-character windows with the state carried across windows.",
+            f"{b['block_size']}-character windows with the state carried across windows. "
+            "*tokens/s* is training throughput (for n-gram models: counting speed); *sampling chars/s* "
+            "is generation speed, one sequence, with the models' incremental state (RNN state, "
+            "Transformer key/value cache).",
             markdown_table(quality.rows, QUALITY_COLUMNS),
             rep.figure("quality.png", _fig_quality(quality.rows),
                        "Validation bits per character (grey: n-gram, blue: neural)."),
@@ -344,6 +350,7 @@ def write_report(rep: Report, setup: dict, quality, grads, long_range, interp, t
             "### Limits of this measurement",
             "One seed, one corpus, small models and a short CPU budget: a longer budget can change the "
             "ranking (Transformers in particular gain more from more compute and data). Time budgets "
-            "depend on the machine; the step counts in the tables say how much each model actually trained.")
+            "depend on the machine, and speeds on what else it runs at the time; the step counts in the "
+            "tables say how much each model actually trained.")
     rep.add("## Files", "\n".join(f"- `{f}`" for f in rep.files + ["report.md"]))
     return rep.write()
