@@ -86,7 +86,8 @@ def matmul_efficiency(reps: int) -> list[dict]:
         bn = rng.standard_normal(shape_b).astype(np.float32)
         a, b = mg.tensor(an), mg.tensor(bn)
         inner = max(1, int(2e7 / (an.size * bn.shape[-1])))
-        t = _alternate({"numpy": lambda: an @ bn, "minigrad": lambda: a @ b}, reps, inner)
+        t = _alternate({"numpy": lambda an=an, bn=bn: an @ bn, "minigrad": lambda a=a, b=b: a @ b},
+                       reps, inner)
         ratio = statistics.median(t["minigrad"]) / statistics.median(t["numpy"])
         rows.append({"bench": "matmul", "shapes": [shape_a, shape_b], "numpy_us": _summary(t["numpy"]),
                      "minigrad_us": _summary(t["minigrad"]), "ratio_minigrad_over_numpy": ratio})
@@ -101,17 +102,18 @@ def embedding_backward(reps: int) -> list[dict]:
         idx = rng.integers(0, v, n)
         g = rng.standard_normal((n, c)).astype(np.float32)
 
-        def add_at():
+        def add_at(v=v, c=c, idx=idx, g=g):
             out = np.zeros((v, c), np.float32)
             np.add.at(out, idx, g)
 
-        def minigrad_path():
+        def minigrad_path(v=v, c=c, idx=idx, g=g):
             out = np.zeros((v, c), np.float32)
             mg.backend.index_add(out, (idx,), g)
 
         t = _alternate({"np.add.at": add_at, "minigrad": minigrad_path}, reps, 1)
         rows.append({"bench": "embedding_backward", "V,N,C": [v, n, c],
-                     "np_add_at_ms": _summary(t["np.add.at"], 1e3), "minigrad_ms": _summary(t["minigrad"], 1e3),
+                     "np_add_at_ms": _summary(t["np.add.at"], 1e3),
+                     "minigrad_ms": _summary(t["minigrad"], 1e3),
                      "speedup": statistics.median(t["np.add.at"]) / statistics.median(t["minigrad"])})
     return rows
 
@@ -136,7 +138,8 @@ def main() -> None:
     print("\nembedding backward (V, N, C)     np.add.at ms  minigrad ms  speedup")
     for r in rows:
         if r["bench"] == "embedding_backward":
-            print(f"{str(r['V,N,C']):<32} {r['np_add_at_ms']['median']:12.2f} {r['minigrad_ms']['median']:12.2f} "
+            print(f"{str(r['V,N,C']):<32} {r['np_add_at_ms']['median']:12.2f} "
+                  f"{r['minigrad_ms']['median']:12.2f} "
                   f"{r['speedup']:8.2f}")
 
 

@@ -8,23 +8,108 @@
     x.grad          # tensor([2., 4., 6.])
 """
 
-from . import cuda, ops  # noqa: F401  (ops binds Tensor's operator methods)
-from .autograd import (Function, backward, detect_anomaly, enable_grad, grad, is_grad_enabled,
-                       no_grad, set_grad_enabled)
+from . import cuda, functional, nn, ops, optim, viz  # noqa: F401  (ops binds Tensor's operator methods)  # noqa: E402,F401
+from .autograd import (
+    Function,
+    backward,
+    detect_anomaly,
+    enable_grad,
+    grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .backend import Device, device_checks, manual_seed
-from .creation import (arange, empty, eye, full, full_like, ones, ones_like, rand, randint, randn,
-                       zeros, zeros_like)
+from .creation import (
+    arange,
+    empty,
+    eye,
+    full,
+    full_like,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    zeros,
+    zeros_like,
+)
 from .errors import AnomalyError, DeviceError, GraphError
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
-from .ops import (abs, add, all, any, argmax, argmin, astype, broadcast_to, cat, clip,  # noqa: A004
-                  concatenate, eq, erf, exp, expand, expand_dims, flip, ge, gelu, getitem, gt,
-                  isfinite, le, log, logical_and, logical_not, logical_or, logical_xor, logsumexp,
-                  lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg, pad, permute, pow,
-                  relu, reshape, sigmoid, sign, split, sqrt, squeeze, stack, std, sub, sum,
-                  swapaxes, tanh, transpose, truediv, unsqueeze, var, where)
-from . import functional, nn, optim, viz  # noqa: E402,F401
-from .tensor import (Tensor, bool_, float16, float32, float64, get_default_dtype, int32, int64,
-                     set_default_dtype, tensor)
+from .ops import (  # noqa: A004
+    abs,
+    add,
+    all,
+    any,
+    argmax,
+    argmin,
+    astype,
+    broadcast_to,
+    cat,
+    clip,
+    concatenate,
+    eq,
+    erf,
+    exp,
+    expand,
+    expand_dims,
+    flip,
+    ge,
+    gelu,
+    getitem,
+    gt,
+    isfinite,
+    le,
+    log,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    logsumexp,
+    lt,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    mul,
+    ne,
+    neg,
+    pad,
+    permute,
+    pow,
+    relu,
+    reshape,
+    sigmoid,
+    sign,
+    split,
+    sqrt,
+    squeeze,
+    stack,
+    std,
+    sub,
+    sum,
+    swapaxes,
+    tanh,
+    transpose,
+    truediv,
+    unsqueeze,
+    var,
+    where,
+)
+from .tensor import (
+    Tensor,
+    bool_,
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    int32,
+    int64,
+    set_default_dtype,
+    tensor,
+)
 
 
 def device(spec: str = "cpu") -> Device:

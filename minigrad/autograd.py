@@ -18,7 +18,8 @@ import contextlib
 import threading
 import traceback
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import AnomalyError, DeviceError, GraphError
 

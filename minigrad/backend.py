@@ -68,7 +68,7 @@ CPU = Device("cpu")
 FAKE = Device("fake")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def device(spec: str | Device | None) -> Device:
     """Parse and validate a device spec; ``cuda`` without a usable GPU is a clear error."""
     if spec is None:

@@ -76,7 +76,8 @@ def nll_loss(input: Tensor, target: Tensor, ignore_index: int = -100, reduction:
     xp = input.xp
     valid = target.data != ignore_index
     safe = Tensor._make(xp.where(valid, target.data, 0), input.device)
-    picked = -input[input.xp.arange(input.shape[0]), safe] * Tensor._make(valid.astype(input.dtype), input.device)
+    weight = Tensor._make(valid.astype(input.dtype), input.device)
+    picked = -input[input.xp.arange(input.shape[0]), safe] * weight
     if reduction == "none":
         return picked
     if reduction == "sum":

@@ -7,7 +7,8 @@ tensor itself and the imports stay acyclic.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -13,7 +13,8 @@ keys and shapes can be exchanged with PyTorch models of the same layout.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -9,16 +9,67 @@ in ``tests/minigrad/op_registry.py``.
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import compare, elementwise, fused, index, linalg, reduce, shape
-from .compare import (all, any, argmax, argmin, eq, ge, gt, isfinite, le, logical_and,  # noqa: A004
-                      logical_not, logical_or, logical_xor, lt, ne)
-from .elementwise import (abs, add, clip, erf, exp, gelu, log, maximum, minimum, mul, neg,  # noqa: A004
-                          pow, relu, sigmoid, sign, sqrt, sub, tanh, truediv, where)
+from . import compare, elementwise, fused, index, linalg, reduce, shape  # noqa: F401  (families)
+from .compare import (  # noqa: A004
+    all,
+    any,
+    argmax,
+    argmin,
+    eq,
+    ge,
+    gt,
+    isfinite,
+    le,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    lt,
+    ne,
+)
+from .elementwise import (  # noqa: A004
+    abs,
+    add,
+    clip,
+    erf,
+    exp,
+    gelu,
+    log,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    pow,
+    relu,
+    sigmoid,
+    sign,
+    sqrt,
+    sub,
+    tanh,
+    truediv,
+    where,
+)
 from .index import getitem, setitem
 from .linalg import matmul
 from .reduce import logsumexp, max, mean, min, std, sum, var  # noqa: A004
-from .shape import (astype, broadcast_to, cat, concatenate, expand, expand_dims, flip, pad,
-                    permute, reshape, split, squeeze, stack, swapaxes, transpose, unsqueeze)
+from .shape import (
+    astype,
+    broadcast_to,
+    cat,
+    concatenate,
+    expand,
+    expand_dims,
+    flip,
+    pad,
+    permute,
+    reshape,
+    split,
+    squeeze,
+    stack,
+    swapaxes,
+    transpose,
+    unsqueeze,
+)
 
 
 def _rev(fn):
@@ -62,4 +113,4 @@ Tensor.long = lambda self: astype(self, "int64")
 Tensor.bool = lambda self: astype(self, "bool")
 Tensor.mT = property(lambda self: swapaxes(self, -1, -2))
 
-__all__ = sorted(n for n in dir() if not n.startswith("_") and n != "annotations")
+__all__ = sorted(n for n in dir() if not n.startswith("_") and n != "annotations")  # re-exports above

@@ -8,8 +8,8 @@ logged loss."""
 import pytest
 
 import minigrad as mg
-from minigrad import backend
 from lmroad.models import LSTMLM, TransformerLM
+from minigrad import backend
 
 
 @pytest.mark.parametrize("make", [
