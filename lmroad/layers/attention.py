@@ -115,14 +115,18 @@ class MultiHeadAttention(nn.Module):
             key_padding_mask = key_padding_mask.unsqueeze(0) if key_padding_mask.ndim == 1 \
                 else key_padding_mask
         mask = self._combined_mask(B, L, S, attn_mask, key_padding_mask, is_causal, q)
-        y, weights = F.scaled_dot_product_attention(
+        # the weights are asked for only when wanted: without them the attention is one
+        # fused node (minigrad.ops.fused.Attention) instead of the composite
+        out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-            training=self.training, return_weights=True)    # (B, nh, L, hs), (B, nh, L, S)
+            training=self.training, return_weights=need_weights)  # (B, nh, L, hs) [, (B, nh, L, S)]
+        y, weights = out if need_weights else (out, None)
         y = y.swapaxes(1, 2).reshape((B, L, E))             # concatenate the heads
         y = self.out_proj(y)                                # (B, L, E)
 
         if unbatched:
-            y, weights = y.squeeze(0), weights.squeeze(0)
+            y = y.squeeze(0)
+            weights = None if weights is None else weights.squeeze(0)
         elif not self.batch_first:
             y = y.swapaxes(0, 1)                            # (L, B, E)
         if not need_weights:

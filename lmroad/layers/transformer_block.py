@@ -64,8 +64,9 @@ class TransformerBlock(nn.Module):
         causal = self.causal if is_causal is None else is_causal
 
         def attend(h: Tensor):
-            return self.attn(h, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
-                             is_causal=causal, need_weights=True, kv_cache=kv_cache)
+            out = self.attn(h, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                            is_causal=causal, need_weights=need_weights, kv_cache=kv_cache)
+            return out if need_weights else (out, None)
 
         if self.norm_first:
             a, weights = attend(self.ln1(x))
