@@ -511,3 +511,14 @@ def test_build_model_fills_in_the_cell_of_recurrent_models(name, cell):
     from lmroad.models import build_model
     m = build_model(name, {"vocab_size": 5, "n_embd": 4, "hidden_size": 4, "num_layers": 1})
     assert m.config.cell == cell
+
+
+def test_transformer_uses_the_fused_attention_node():
+    """Without need_weights the attention is one fused node, not the composite."""
+    from minigrad.autograd import _toposort
+    from minigrad.ops.fused import Attention
+    model = TransformerLM(vocab_size=11, n_layer=2, n_head=2, n_embd=8, block_size=8)
+    x = mg.randint(0, 11, (2, 8))
+    _, loss = model(x, x)
+    nodes = [t._ctx for t in _toposort([loss]) if t._ctx is not None]
+    assert sum(isinstance(n, Attention) for n in nodes) == 2     # one per block
