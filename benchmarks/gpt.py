@@ -3,7 +3,8 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/gpt.py                   # baby GPT
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/gpt.py --preset medium --repeats 3
 
-Presets (vocabulary 65, dropout 0, float32):
+Presets (vocabulary 65, dropout 0, float32, GELU with the tanh approximation
+unless ``--activation gelu``):
 
     baby    nanoGPT's CPU settings: 4 layers, 4 heads, width 128, block 64, batch 12
     medium  nanoGPT's Shakespeare-char GPT: 6 layers, 6 heads, width 384, block 256, batch 64
@@ -26,6 +27,7 @@ the ratio minigrad / PyTorch. A table for people goes to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import common
 
@@ -33,10 +35,13 @@ import common
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=("baby", "medium"), default="baby")
+    ap.add_argument("--activation", choices=("gelu_tanh", "gelu"), default="gelu_tanh",
+                    help="the MLP's GELU in both frameworks: GPT-2's tanh approximation (default, "
+                         "as TransformerLM) or the exact one (erf, as nanoGPT)")
     common.add_common_args(ap, repeats=7, warmup=2)
     ap.add_argument("--profile", action="store_true",
                     help="after timing: forward/backward/update times per framework (a JSON "
-                         "line), and cProfile of 3 minigrad iterations (stderr)")
+                         "line), and cProfile of 3 minigrad iterations (stderr); 1 for --preset medium")
     args = ap.parse_args(argv)
     if args.smoke:
         args.preset, args.repeats, args.warmup, args.no_torch = "smoke", 1, 0, True
@@ -58,7 +63,7 @@ def main(argv=None) -> None:
     import workloads  # imports NumPy: after set_threads
 
     torch = None if args.no_torch else common.torch_or_none(args.threads)
-    cfg = workloads.GPT_PRESETS[args.preset]
+    cfg = dataclasses.replace(workloads.GPT_PRESETS[args.preset], activation=args.activation)
     peak = machine_peak_gflops(args, torch)
     machine_peak = max(peak.values())
 
@@ -88,7 +93,7 @@ def main(argv=None) -> None:
         f"repeats; matmul peak {machine_peak:.1f} GFLOP/s "
         + ", ".join(f"({k} {v:.1f})" for k, v in peak.items()), times, columns)
     if args.profile:
-        common.profile(f"{bench}-profile", fns)
+        common.profile(f"{bench}-profile", fns, calls=1 if args.preset == "medium" else 3)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="sequence lengths at the base width, comma-separated (empty: none)")
     ap.add_argument("--widths", type=_sizes, default=[64, 128, 256, 384],
                     help="widths at the base block size, comma-separated (empty: none)")
-    common.add_common_args(ap, repeats=3, warmup=1)
+    common.add_common_args(ap, repeats=5, warmup=1)
     args = ap.parse_args(argv)
     if args.smoke:
         args.blocks, args.widths, args.repeats, args.warmup, args.no_torch = [4, 8], [8, 16], 1, 0, True

@@ -5,8 +5,9 @@ LSTM/RNN LMs stepping a cell per time step), so the timing compares engines,
 not models. Imported only by the benchmark scripts; PyTorch is never a
 dependency of the project.
 
-The GPT's MLP uses the exact GELU by default, as lmroad's ``TransformerLM``
-(and nanoGPT's ``nn.GELU()``); ``gelu="tanh"`` gives GPT-2's approximation.
+The GPT's MLP GELU is PyTorch's ``approximate`` argument: ``gelu="tanh"``
+(GPT-2's approximation, lmroad's ``TransformerLM`` default) or ``"none"``
+(exact, nanoGPT's ``nn.GELU()``); workloads.py passes the one minigrad runs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def build(torch):
     nn, F = torch.nn, torch.nn.functional
 
     class Block(nn.Module):
-        def __init__(self, C, nh, gelu="none"):
+        def __init__(self, C, nh, gelu="tanh"):
             super().__init__()
             self.nh, self.gelu = nh, gelu
             self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
@@ -38,7 +39,7 @@ def build(torch):
             return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate=self.gelu))
 
     class GPT(nn.Module):
-        def __init__(self, vocab, n_layer, n_head, n_embd, block, gelu="none"):
+        def __init__(self, vocab, n_layer, n_head, n_embd, block, gelu="tanh"):
             super().__init__()
             self.wte, self.wpe = nn.Embedding(vocab, n_embd), nn.Embedding(block, n_embd)
             self.blocks = nn.ModuleList(Block(n_embd, n_head, gelu) for _ in range(n_layer))

@@ -42,6 +42,9 @@ class GPTConfig:
     block_size: int
     batch_size: int
     vocab_size: int = 65          # Shakespeare's characters
+    # the MLP's GELU, given to both frameworks: "gelu_tanh" (GPT-2's approximation, the
+    # default of lmroad's TransformerLM) or "gelu" (exact, with erf, as nanoGPT's nn.GELU)
+    activation: str = "gelu_tanh"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -176,7 +179,8 @@ def minigrad_gpt(c: GPTConfig, seed: int = 0) -> TrainStep:
     from lmroad.models import TransformerLM
     mg.manual_seed(seed)
     model = TransformerLM(vocab_size=c.vocab_size, n_layer=c.n_layer, n_head=c.n_head,
-                          n_embd=c.n_embd, block_size=c.block_size, dropout=0.0)
+                          n_embd=c.n_embd, block_size=c.block_size, dropout=0.0,
+                          activation=c.activation)
     x, y = _batch(c.vocab_size, c.batch_size, c.block_size, seed)
     return _minigrad_step(model, mg.tensor(x), mg.tensor(y))
 
@@ -209,7 +213,8 @@ def _torch_step(torch, model, x, y) -> TrainStep:
 def torch_gpt(torch, c: GPTConfig, seed: int = 0) -> TrainStep:
     GPT, _ = torch_reference.build(torch)
     torch.manual_seed(seed)
-    model = GPT(c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.block_size)
+    gelu = {"gelu_tanh": "tanh", "gelu": "none"}[c.activation]
+    model = GPT(c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.block_size, gelu=gelu)
     x, y = _batch(c.vocab_size, c.batch_size, c.block_size, seed)
     return _torch_step(torch, model, torch.from_numpy(x), torch.from_numpy(y))
 
