@@ -309,7 +309,8 @@ def write_report(rep: Report, setup: dict, quality, grads, long_range, interp, t
             f"Chance: {long_range.chance:.2f}. For every k each model trains from scratch for "
             f"{long_range.steps} steps of {long_range.batch_size} sequences (same budget for all): "
             "accuracy near chance means the model did not learn the task within this budget, not that "
-            "it never could. "
+            "it never could; accuracy below chance means confident wrong answers (see `final_loss` in "
+            "long_range.csv: above ln(symbols) the training was unstable). "
             "Parameters: " + ", ".join(f"{m} {params[m]:,}" for m in models) + ".",
             markdown_table(pivot, [("k", "k", "")] + [(m, f"{m} accuracy", ".2f") for m in models]),
             rep.figure("long_range.png", _fig_long_range(long_range), "Recall accuracy against distance k."))
