@@ -32,6 +32,7 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_forward_hooks", [])
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
 
@@ -268,7 +269,19 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in self._forward_hooks:
+            new = hook(self, args, out)
+            if new is not None:
+                out = new
+        return out
+
+    def register_forward_hook(self, hook: Callable) -> Callable[[], None]:
+        """Call ``hook(module, args, output)`` after every forward (to record
+        activations, attention maps, ...); a returned value replaces the output.
+        Returns a function that removes the hook."""
+        self._forward_hooks.append(hook)
+        return lambda: self._forward_hooks.remove(hook) if hook in self._forward_hooks else None
 
     def extra_repr(self) -> str:
         return ""

@@ -417,3 +417,23 @@ def test_assigning_a_plain_tensor_to_a_parameter_name_is_a_type_error():
     with pytest.raises(TypeError, match="parameter 'weight'"):
         m.weight = mg.ones(2)
     assert isinstance(m.weight, nn.Parameter)
+
+
+def test_forward_hook_sees_output_and_can_be_removed():
+    import minigrad as mg
+    from minigrad import nn
+
+    class Double(nn.Module):
+        def forward(self, x):
+            return x * 2.0
+
+    m, seen = Double(), []
+    remove = m.register_forward_hook(lambda mod, args, out: seen.append((mod, out.tolist())))
+    m(mg.tensor([1.0]))
+    assert seen == [(m, [2.0])]
+    replace = m.register_forward_hook(lambda mod, args, out: out + 1.0)
+    assert m(mg.tensor([1.0])).tolist() == [3.0]
+    remove()
+    replace()
+    m(mg.tensor([1.0]))
+    assert len(seen) == 2 and m(mg.tensor([1.0])).tolist() == [2.0]
