@@ -223,5 +223,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if x.shape[-1:] != weight.shape[1:]:
         raise ValueError(f"linear: input with {x.shape[-1] if x.ndim else 0} features "
                          f"(shape {x.shape}) for a weight of shape {weight.shape}")
-    y = x @ weight.T
-    return y if bias is None else y + bias
+    if weight.ndim != 2 or (bias is not None and bias.shape != weight.shape[:1]):
+        raise ValueError(f"linear: weight must be (out, in) and bias (out,), got {weight.shape} "
+                         f"and {None if bias is None else bias.shape}")
+    if x.ndim == 0:
+        raise ValueError("linear: input must have at least one dimension (features), got a 0-d tensor")
+    if bias is not None and bias.dtype != x.dtype or weight.dtype != x.dtype:
+        return fused.linear_reference(x, weight, bias)     # mixed dtypes: let promotion decide
+    return fused.Linear.apply(x, weight, *(() if bias is None else (bias,)))

@@ -8,6 +8,8 @@ user-facing namespace for them.
 
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
@@ -133,11 +135,12 @@ class LayerNorm(Function):
         # small differences has no large sum to round: y does not depend on the shift
         self.shift = x[(Ellipsis,) + (slice(0, 1),) * self.k]
         xs = x - self.shift
-        xc = xs - xs.mean(axis=axes, keepdims=True)
+        self.mean = xs.mean(axis=axes, keepdims=True)
+        xc = xs - self.mean
         var = (xc * xc).mean(axis=axes, keepdims=True)
         self.rstd = 1 / xp.sqrt(var + x.dtype.type(self.eps))
-        self.xhat = xc * self.rstd
-        y = self.xhat
+        y = xc * self.rstd      # x̂; backward recomputes it from (shift, mean, rstd) rather than
+        # keeping a second full-size array alive until then (PyTorch keeps the same three)
         if self.has_weight:
             y = y * affine[0]
         if self.has_bias:
@@ -153,7 +156,7 @@ class LayerNorm(Function):
             rstd = ((xc * xc).mean(axis=axes, keepdims=True) + self.eps) ** -0.5
             xhat = xc * rstd
         else:
-            xhat = Tensor._make(self.xhat, x._device)
+            xhat = Tensor._make((x.data - self.shift - self.mean) * self.rstd, x._device)
             rstd = Tensor._make(self.rstd, x._device)
         gh = g * self.inputs[1] if self.has_weight else g
         gx = rstd * (gh - gh.mean(axis=axes, keepdims=True)
@@ -268,3 +271,37 @@ class LSTMCellUpdate(Function):
         da = xp.concatenate([dc * g * i * (1 - i), dc * c.data * f * (1 - f),
                              dc * i * (1 - g * g), gh * t * o * (1 - o)], axis=-1)
         return Tensor._make(da, a._device), Tensor._make(dc * f, c._device)
+
+
+def linear_reference(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """x Wᵀ + b from composite ops."""
+    y = x @ w.swapaxes(0, 1)
+    return y if b is None else y + b
+
+
+class Linear(Function):
+    """y = x Wᵀ + b for x (..., in), W (out, in), b (out,), as one node.
+
+    As a composite, the bias add would keep the product x Wᵀ alive until
+    backward although nothing needs it (a (..., out) array per layer); this
+    node keeps only x and W. Backward: dx = G W, dW = Gᵀ x (batch dims folded
+    into one product), db = Σ G over the batch dims."""
+    op_name = "linear"
+
+    def forward(self, x, w, *b):
+        y = x @ w.T
+        return y + b[0] if b else y
+
+    def backward(self, g):
+        if is_grad_enabled():
+            return _vjp_of(linear_reference, self.inputs, g)
+        x, w = self.inputs[0], self.inputs[1]
+        out, inp = w.shape
+        rows = math.prod(g.shape[:-1])          # explicit, so empty batches reshape too
+        g2 = g.data.reshape(rows, out)
+        grads = [Tensor._make(g.data @ w.data, g._device) if x.requires_grad else None]
+        grads.append(Tensor._make(g2.T @ x.data.reshape(rows, inp), g._device)
+                     if w.requires_grad else None)
+        if len(self.inputs) == 3:
+            grads.append(Tensor._make(g2.sum(axis=0), g._device))
+        return grads
