@@ -9,6 +9,7 @@ import math
 from typing import ClassVar
 
 import minigrad as mg
+import minigrad.functional as F
 from minigrad import nn
 from minigrad.tensor import Tensor
 
@@ -52,13 +53,11 @@ class RecurrentCell(nn.Module):
     # ------------------------------------------------------------------ the two halves of a step
     def input_projection(self, x: Tensor) -> Tensor:
         """W_ih x + b_ih for every gate at once: (..., I) -> (..., G·H)."""
-        gx = x @ self.weight_ih.T
-        return gx if self.bias_ih is None else gx + self.bias_ih
+        return F.linear(x, self.weight_ih, self.bias_ih)    # one fused node
 
     def hidden_projection(self, h: Tensor) -> Tensor:
         """W_hh h + b_hh for every gate at once: (..., H) -> (..., G·H)."""
-        gh = h @ self.weight_hh.T
-        return gh if self.bias_hh is None else gh + self.bias_hh
+        return F.linear(h, self.weight_hh, self.bias_hh)
 
     def recurrence(self, gx: Tensor, state):
         """The new state from the projected input ``gx`` (B, G·H) and the state."""
