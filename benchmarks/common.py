@@ -43,6 +43,9 @@ def add_common_args(parser: argparse.ArgumentParser, repeats: int = 7, warmup: i
     parser.add_argument("--warmup", type=int, default=warmup,
                         help=f"untimed calls per framework first (default {warmup})")
     parser.add_argument("--no-torch", action="store_true", help="time minigrad alone")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda: minigrad on CuPy, PyTorch on CUDA (each timed "
+                             "iteration ends by reading the loss, which waits for the GPU)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny settings, one repeat, minigrad only (for the tests)")
 

@@ -67,9 +67,9 @@ def main(argv=None) -> None:
     peak = machine_peak_gflops(args, torch)
     machine_peak = max(peak.values())
 
-    fns = {"minigrad": workloads.minigrad_gpt(cfg)}
+    fns = {"minigrad": workloads.minigrad_gpt(cfg, device=args.device)}
     if torch is not None:
-        fns["torch"] = workloads.torch_gpt(torch, cfg)
+        fns["torch"] = workloads.torch_gpt(torch, cfg, device=args.device)
     first_loss = {name: f() for name, f in fns.items()}     # an untimed call; the losses should agree
     times = common.alternate(fns, args.repeats, max(args.warmup - 1, 0))
 
@@ -83,7 +83,7 @@ def main(argv=None) -> None:
         columns[name] = {"tokens/s": f"{extra[name]['tokens_per_s']:,.0f}", "GFLOP/s": f"{gflops:.1f}",
                          "% of peak": f"{100 * gflops / machine_peak:.1f}"}
     config = {"preset": args.preset, **cfg.as_dict(), "dropout": 0.0, "dtype": "float32",
-              "threads": args.threads, "matmul_flops_per_iter": flops["per_iter"],
+              "threads": args.threads, "device": args.device, "matmul_flops_per_iter": flops["per_iter"],
               "params": workloads.gpt_param_count(cfg)["total"], "peak_gflops": peak}
     bench = f"gpt-{args.preset}"
     common.report(bench, config, times, extra)

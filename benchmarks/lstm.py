@@ -47,11 +47,11 @@ def main(argv=None) -> None:
 
     torch = None if args.no_torch else common.torch_or_none(args.threads)
     cfg = workloads.RNNBenchConfig(args.cell, **workloads.RNN_PRESETS["smoke" if args.smoke else "default"])
-    fns = {"minigrad": workloads.minigrad_rnn(cfg)}
+    fns = {"minigrad": workloads.minigrad_rnn(cfg, device=args.device)}
     if torch is not None:
-        fns["torch"] = workloads.torch_rnn(torch, cfg)
+        fns["torch"] = workloads.torch_rnn(torch, cfg, device=args.device)
         if not args.no_fused:
-            fns["torch_fused"] = workloads.torch_rnn(torch, cfg, fused=True)
+            fns["torch_fused"] = workloads.torch_rnn(torch, cfg, fused=True, device=args.device)
     first_loss = {name: f() for name, f in fns.items()}     # an untimed call
     times = common.alternate(fns, args.repeats, max(args.warmup - 1, 0))
 
@@ -64,7 +64,7 @@ def main(argv=None) -> None:
         columns[name] = {"tokens/s": f"{extra[name]['tokens_per_s']:,.0f}",
                          "GFLOP/s": f"{extra[name]['gflops']:.1f}"}
     config = {**cfg.as_dict(), "n_embd": cfg.hidden_size, "dropout": 0.0, "dtype": "float32",
-              "threads": args.threads, "matmul_flops_per_iter": flops["per_iter"]}
+              "threads": args.threads, "device": args.device, "matmul_flops_per_iter": flops["per_iter"]}
     bench = args.cell
     common.report(bench, config, times, extra)
     common.print_summary(

@@ -162,8 +162,11 @@ class TrainStep:
 
 # --------------------------------------------------------------------------- minigrad
 
-def _minigrad_step(model, x, y) -> TrainStep:
+def _minigrad_step(model, x, y, device: str = "cpu") -> TrainStep:
+    import minigrad as mg
     from minigrad import optim
+    model.to(device)
+    x, y = mg.tensor(x, device=device), mg.tensor(y, device=device)
     opt = model.configure_optimizers(weight_decay=WEIGHT_DECAY, lr=LR, betas=BETAS)
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -171,10 +174,13 @@ def _minigrad_step(model, x, y) -> TrainStep:
         optim.clip_grad_norm_(params, CLIP)
         opt.step()
         opt.zero_grad()
-    return TrainStep(lambda: model(x, y)[1], lambda loss: loss.backward(), update)
+    def forward():
+        with mg.device_checks(False):      # as the trainer: no validation syncs on a GPU
+            return model(x, y)[1]
+    return TrainStep(forward, lambda loss: loss.backward(), update)
 
 
-def minigrad_gpt(c: GPTConfig, seed: int = 0) -> TrainStep:
+def minigrad_gpt(c: GPTConfig, seed: int = 0, device: str = "cpu") -> TrainStep:
     import minigrad as mg
     from lmroad.models import TransformerLM
     mg.manual_seed(seed)
@@ -182,10 +188,10 @@ def minigrad_gpt(c: GPTConfig, seed: int = 0) -> TrainStep:
                           n_embd=c.n_embd, block_size=c.block_size, dropout=0.0,
                           activation=c.activation)
     x, y = _batch(c.vocab_size, c.batch_size, c.block_size, seed)
-    return _minigrad_step(model, mg.tensor(x), mg.tensor(y))
+    return _minigrad_step(model, x, y, device)
 
 
-def minigrad_rnn(c: RNNBenchConfig, seed: int = 0) -> TrainStep:
+def minigrad_rnn(c: RNNBenchConfig, seed: int = 0, device: str = "cpu") -> TrainStep:
     """lmroad's LSTMLM/RNNLM: embedding -> stacked cells stepped per time step -> Linear."""
     import minigrad as mg
     from lmroad.models import RNNLM
@@ -193,12 +199,14 @@ def minigrad_rnn(c: RNNBenchConfig, seed: int = 0) -> TrainStep:
     model = RNNLM(vocab_size=c.vocab_size, n_embd=c.hidden_size, hidden_size=c.hidden_size,
                   num_layers=c.num_layers, dropout=0.0, cell=c.cell)
     x, y = _batch(c.vocab_size, c.batch_size, c.seq_len, seed)
-    return _minigrad_step(model, mg.tensor(x), mg.tensor(y))
+    return _minigrad_step(model, x, y, device)
 
 
 # --------------------------------------------------------------------------- PyTorch
 
-def _torch_step(torch, model, x, y) -> TrainStep:
+def _torch_step(torch, model, x, y, device: str = "cpu") -> TrainStep:
+    model.to(device)
+    x, y = x.to(device), y.to(device)
     opt = torch.optim.AdamW(torch_reference.weight_decay_groups(model, WEIGHT_DECAY), lr=LR,
                             betas=BETAS)
     params = list(model.parameters())
@@ -210,19 +218,20 @@ def _torch_step(torch, model, x, y) -> TrainStep:
     return TrainStep(lambda: model(x, y), lambda loss: loss.backward(), update)
 
 
-def torch_gpt(torch, c: GPTConfig, seed: int = 0) -> TrainStep:
+def torch_gpt(torch, c: GPTConfig, seed: int = 0, device: str = "cpu") -> TrainStep:
     GPT, _ = torch_reference.build(torch)
     torch.manual_seed(seed)
     gelu = {"gelu_tanh": "tanh", "gelu": "none"}[c.activation]
     model = GPT(c.vocab_size, c.n_layer, c.n_head, c.n_embd, c.block_size, gelu=gelu)
     x, y = _batch(c.vocab_size, c.batch_size, c.block_size, seed)
-    return _torch_step(torch, model, torch.from_numpy(x), torch.from_numpy(y))
+    return _torch_step(torch, model, torch.from_numpy(x), torch.from_numpy(y), device)
 
 
-def torch_rnn(torch, c: RNNBenchConfig, fused: bool = False, seed: int = 0) -> TrainStep:
+def torch_rnn(torch, c: RNNBenchConfig, fused: bool = False, seed: int = 0,
+              device: str = "cpu") -> TrainStep:
     """CharRNN stepping nn.LSTMCell/nn.RNNCell per time step, or (``fused``) one nn.LSTM/nn.RNN."""
     _, CharRNN = torch_reference.build(torch)
     torch.manual_seed(seed)
     model = CharRNN(c.vocab_size, c.hidden_size, c.num_layers, c.cell, fused=fused)
     x, y = _batch(c.vocab_size, c.batch_size, c.seq_len, seed)
-    return _torch_step(torch, model, torch.from_numpy(x), torch.from_numpy(y))
+    return _torch_step(torch, model, torch.from_numpy(x), torch.from_numpy(y), device)

@@ -19,6 +19,9 @@ BENCH = ROOT / "benchmarks"
 SCRIPTS = {
     "gpt": (["gpt.py", "--smoke", "--profile"], {"gpt-smoke", "gpt-smoke-profile"}),
     "lstm": (["lstm.py", "--smoke"], {"lstm"}),
+    # the device path that benchmarks/gpu_check.sh takes with --device cuda, on the strict fake device
+    "gpt-device": (["gpt.py", "--smoke", "--device", "fake"], {"gpt-smoke"}),
+    "lstm-device": (["lstm.py", "--smoke", "--device", "fake"], {"lstm"}),
     "rnn": (["lstm.py", "--smoke", "--cell", "rnn"], {"rnn"}),
     "scaling": (["scaling.py", "--smoke"], {"gpt-scaling"}),
     "memory": (["memory.py", "--smoke"], {"memory-gpt-smoke", "memory-lstm-smoke"}),
