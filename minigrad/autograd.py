@@ -258,9 +258,11 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
             if wanted is not None:
                 if id(t) in wanted:
                     result[id(t)] = g
-            elif t._ctx is None or t._retains_grad:
-                t.grad = g if t.grad is None and create_graph else \
-                    g.detach() if t.grad is None else _add(t.grad, g, create_graph)
+            elif t._ctx is None or t._retains_grad:      # a leaf (or retain_grad): keep it
+                if t.grad is None:
+                    t.grad = g if create_graph else g.detach()
+                else:
+                    t.grad = _add(t.grad, g, create_graph)
             fn = t._ctx
             if fn is None:
                 continue
