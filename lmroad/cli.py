@@ -76,6 +76,7 @@ _TRAIN_FLAGS = {
         ("--num-layers", "pos", "stacked recurrent layers"),
         ("--ngram-n", "pos", "n of the n-gram model"),
         ("--dropout", "float", "dropout probability"),
+        ("--forget-bias", "float", "LSTM only: initial forget-gate bias (1.0 starts the gates open)"),
     ],
     "data": [
         ("--corpus", "str", "corpus name: shakespeare or tiny"),

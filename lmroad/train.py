@@ -93,6 +93,7 @@ class TrainConfig:
     num_layers: int = 1          # stacked recurrent layers
     ngram_n: int = 3             # n of the n-gram model
     dropout: float = 0.0
+    forget_bias: float = 0.0
     # data
     corpus: str = "shakespeare"  # a corpus name, used when ``data`` is None
     data: str | None = None      # a UTF-8 text file (last 10% is validation)
@@ -243,7 +244,8 @@ def resolve_config(overrides: dict, resume: bool = False) -> TrainConfig:
 
 # TrainConfig field -> the model config's field of that meaning (each model has some of them)
 _MODEL_FIELDS = {"n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd", "hidden_size": "hidden_size",
-                 "num_layers": "num_layers", "ngram_n": "n", "dropout": "dropout", "block_size": "block_size"}
+                 "num_layers": "num_layers", "ngram_n": "n", "dropout": "dropout", "block_size": "block_size",
+                 "forget_bias": "forget_bias"}
 
 
 def model_config_for(cfg: TrainConfig, vocab_size: int) -> dict:

@@ -55,6 +55,7 @@ class RNNConfig:
     dropout: float = 0.0
     tie_weights: bool = False
     cell: str = "rnn"
+    forget_bias: float = 0.0   # LSTM only: initial forget-gate bias (1.0 starts the gates open)
 
     def __post_init__(self):
         for name in ("vocab_size", "n_embd", "hidden_size", "num_layers"):
@@ -65,6 +66,8 @@ class RNNConfig:
             raise ValueError(f"RNNLM: cell must be one of {tuple(CORES)}, got {self.cell!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"RNNLM: dropout must be in [0, 1), got {self.dropout}")
+        if self.forget_bias and self.cell != "lstm":
+            raise ValueError(f"RNNLM: forget_bias is for cell='lstm' only, got cell={self.cell!r}")
         if self.tie_weights and self.n_embd != self.hidden_size:
             raise ValueError(f"RNNLM: tie_weights needs n_embd == hidden_size (the output layer "
                              f"reuses the (vocab_size, n_embd) embedding as its (vocab_size, "
@@ -92,16 +95,17 @@ class RNNLM(LanguageModel):
 
     def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
                  num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
-                 cell: str = "rnn"):
+                 cell: str = "rnn", forget_bias: float = 0.0):
         super().__init__()
         cfg = self._config = RNNConfig(vocab_size=vocab_size, n_embd=n_embd, hidden_size=hidden_size,
                                        num_layers=num_layers, dropout=dropout,
-                                       tie_weights=tie_weights, cell=cell)
+                                       tie_weights=tie_weights, cell=cell, forget_bias=forget_bias)
         self.embedding = Embedding(cfg.vocab_size, cfg.n_embd)
         self.drop = Dropout(cfg.dropout)
         # dropout between stacked layers too (Zaremba et al. 2014), inside the core
+        extra = {"forget_bias": cfg.forget_bias} if cfg.cell == "lstm" else {}
         self.core = CORES[cfg.cell](cfg.n_embd, cfg.hidden_size, cfg.num_layers, batch_first=True,
-                                    dropout=cfg.dropout)
+                                    dropout=cfg.dropout, **extra)
         self.head = Linear(cfg.hidden_size, cfg.vocab_size)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         nn.init.uniform_(self.head.weight, -0.1, 0.1)
@@ -150,10 +154,11 @@ class LSTMLM(RNNLM):
 
     def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
                  num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
-                 cell: str = "lstm"):
+                 cell: str = "lstm", forget_bias: float = 0.0):
         if cell != "lstm":
             raise ValueError(f"LSTMLM: cell is always 'lstm', got {cell!r}; use RNNLM(cell=...)")
-        super().__init__(vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell)
+        super().__init__(vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell,
+                         forget_bias)
 
 
 class GRULM(RNNLM):
@@ -165,7 +170,8 @@ class GRULM(RNNLM):
 
     def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
                  num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
-                 cell: str = "gru"):
+                 cell: str = "gru", forget_bias: float = 0.0):
         if cell != "gru":
             raise ValueError(f"GRULM: cell is always 'gru', got {cell!r}; use RNNLM(cell=...)")
-        super().__init__(vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell)
+        super().__init__(vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell,
+                         forget_bias)

@@ -522,3 +522,12 @@ def test_transformer_uses_the_fused_attention_node():
     _, loss = model(x, x)
     nodes = [t._ctx for t in _toposort([loss]) if t._ctx is not None]
     assert sum(isinstance(n, Attention) for n in nodes) == 2     # one per block
+
+
+def test_lstm_lm_forget_bias_opens_the_forget_gates_and_round_trips_its_config():
+    m = LSTMLM(vocab_size=7, n_embd=4, hidden_size=3, num_layers=2, forget_bias=1.0)
+    for cell in m.core.cells:
+        assert np.allclose(cell.bias_ih.numpy()[3:6], 1.0)       # the f slice of (i, f, g, o)
+    assert LSTMLM.from_config(dataclasses.asdict(m.config)).config.forget_bias == 1.0
+    with pytest.raises(ValueError, match="forget_bias is for cell='lstm' only"):
+        RNNLM(vocab_size=7, forget_bias=1.0)
