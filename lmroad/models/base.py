@@ -120,6 +120,14 @@ def sample_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int | Non
     return np.minimum((cdf <= u).sum(axis=-1), x.shape[1] - 1).astype(np.int64)
 
 
+def check_sizes(config: Any, names: tuple[str, ...], where: str) -> None:
+    """A config's size fields must be ints >= 1 (the one check every model config starts with)."""
+    for name in names:
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{where}: {name} must be an int >= 1, got {v!r}")
+
+
 def _check_count(value: Any, name: str, where: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")

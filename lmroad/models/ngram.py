@@ -55,7 +55,7 @@ import numpy as np
 import minigrad as mg
 from minigrad.tensor import Tensor
 
-from .base import LanguageModel
+from .base import LanguageModel, check_sizes
 
 __all__ = ["NGramLM", "NGramConfig"]
 
@@ -71,10 +71,7 @@ class NGramConfig:
     discount: float = 0.75    # kneser_ney, backoff: absolute discount D, in (0, 1)
 
     def __post_init__(self):
-        for name in ("n", "vocab_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"NGramLM: {name} must be an int >= 1, got {v!r}")
+        check_sizes(self, ("n", "vocab_size"), "NGramLM")
         if self.smoothing not in SMOOTHINGS:
             raise ValueError(f"NGramLM: smoothing must be one of {SMOOTHINGS}, got {self.smoothing!r}")
         if not (np.isfinite(self.k) and self.k > 0):

@@ -33,13 +33,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from lmroad.layers import GRU, LSTM, RNN, Dropout, Embedding, Linear
 from minigrad import nn
 from minigrad.tensor import Tensor
 
-from .base import LanguageModel
+from .base import LanguageModel, check_sizes
 
 __all__ = ["RNNLM", "LSTMLM", "GRULM", "RNNConfig", "detach_state"]
 
@@ -58,10 +56,7 @@ class RNNConfig:
     forget_bias: float = 0.0   # LSTM only: initial forget-gate bias (1.0 starts the gates open)
 
     def __post_init__(self):
-        for name in ("vocab_size", "n_embd", "hidden_size", "num_layers"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"RNNLM: {name} must be an int >= 1, got {v!r}")
+        check_sizes(self, ("vocab_size", "n_embd", "hidden_size", "num_layers"), "RNNLM")
         if self.cell not in CORES:
             raise ValueError(f"RNNLM: cell must be one of {tuple(CORES)}, got {self.cell!r}")
         if not 0.0 <= self.dropout < 1.0:

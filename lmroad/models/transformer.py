@@ -28,8 +28,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 import minigrad as mg
 from lmroad.layers import (
     Dropout,
@@ -44,7 +42,7 @@ from lmroad.layers import (
 from minigrad import nn
 from minigrad.tensor import Tensor
 
-from .base import LanguageModel
+from .base import LanguageModel, check_sizes
 
 __all__ = ["TransformerLM", "TransformerConfig"]
 
@@ -61,10 +59,7 @@ class TransformerConfig:
     activation: str = "gelu_tanh"  # GPT-2's tanh GELU; "gelu" (exact erf, as nanoGPT) or "relu"
 
     def __post_init__(self):
-        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"TransformerLM: {name} must be an int >= 1, got {v!r}")
+        check_sizes(self, ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"), "TransformerLM")
         if self.n_embd % self.n_head:
             raise ValueError(f"TransformerLM: n_embd ({self.n_embd}) must be divisible by n_head "
                              f"({self.n_head})")
