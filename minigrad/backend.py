@@ -314,7 +314,10 @@ def random_uniform(shape, dtype, dev: Device):
             gen = _rng.cuda_gens[dev.index] = cp.random.default_rng(_rng.seed)
         with cp.cuda.Device(dev.index):
             return gen.random(shape, dtype=np.float32).astype(dtype, copy=False)
-    return to_device(_rng.gen.random(shape, dtype=np.float64).astype(dtype), dev)
+    dt = np.dtype(dtype)
+    if dt in (np.float32, np.float64):     # drawn in the dtype itself: no float64 detour
+        return to_device(_rng.gen.random(shape, dtype=dt), dev)
+    return to_device(_rng.gen.random(shape).astype(dt), dev)
 
 
 # --------------------------------------------------------------------------- the strict fake device
