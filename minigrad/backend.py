@@ -314,10 +314,9 @@ def random_uniform(shape, dtype, dev: Device):
             gen = _rng.cuda_gens[dev.index] = cp.random.default_rng(_rng.seed)
         with cp.cuda.Device(dev.index):
             return gen.random(shape, dtype=np.float32).astype(dtype, copy=False)
-    dt = np.dtype(dtype)
-    if dt in (np.float32, np.float64):     # drawn in the dtype itself: no float64 detour
-        return to_device(_rng.gen.random(shape, dtype=dt), dev)
-    return to_device(_rng.gen.random(shape).astype(dt), dev)
+    # drawn as float32 whatever the dtype: no float64 array per mask on the float32 path, and a
+    # seed gives the same mask in float32 and float64 (a float64 gradcheck of a float32 model)
+    return to_device(_rng.gen.random(shape, dtype=np.float32).astype(dtype, copy=False), dev)
 
 
 # --------------------------------------------------------------------------- the strict fake device

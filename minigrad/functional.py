@@ -228,6 +228,6 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                          f"and {None if bias is None else bias.shape}")
     if x.ndim == 0:
         raise ValueError("linear: input must have at least one dimension (features), got a 0-d tensor")
-    if bias is not None and bias.dtype != x.dtype or weight.dtype != x.dtype:
+    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
         return fused.linear_reference(x, weight, bias)     # mixed dtypes: let promotion decide
     return fused.Linear.apply(x, weight, *(() if bias is None else (bias,)))

@@ -63,6 +63,6 @@ def matmul(a, b) -> Tensor:
         except ValueError:
             raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be "
                              "broadcast together") from None
-    if a.dtype != b.dtype and a.dtype.kind == b.dtype.kind == "f":
+    if a.dtype != b.dtype and "f" in (a.dtype.kind, b.dtype.kind):   # NumPy would promote silently
         raise TypeError(f"matmul: dtypes differ ({a.dtype}, {b.dtype}); cast one with .astype()")
     return MatMul.apply(a, b)

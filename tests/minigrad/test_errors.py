@@ -417,3 +417,9 @@ def test_masked_fill_mask_may_not_enlarge_the_input():
     import minigrad.functional as F
     with pytest.raises(ValueError, match=r"masked_fill: mask of shape \(2, 3\).*\(3,\)"):
         F.masked_fill(mg.zeros(3), mg.ones(2, 3, dtype="bool"), 1.0)
+
+
+def test_matmul_of_float_and_int_names_both_dtypes():
+    import minigrad as mg
+    with pytest.raises(TypeError, match=r"matmul: dtypes differ \(float32, int64\)"):
+        mg.zeros(2, 2) @ mg.zeros(2, 2, dtype="int64")
