@@ -36,6 +36,7 @@ from .creation import (
 )
 from .errors import AnomalyError, DeviceError, GraphError
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .kernels import use_kernels
 from .ops import (  # noqa: A004
     abs,
     add,
@@ -125,7 +126,7 @@ __all__ = [
     "Tensor", "tensor", "Device", "device", "float16", "float32", "float64", "int32", "int64",
     "bool_", "get_default_dtype", "set_default_dtype",
     "zeros", "ones", "full", "empty", "arange", "eye", "randn", "rand", "randint", "zeros_like",
-    "ones_like", "full_like", "manual_seed", "device_checks",
+    "ones_like", "full_like", "manual_seed", "device_checks", "use_kernels",
     # autograd
     "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "detect_anomaly", "gradcheck", "gradgradcheck",

@@ -199,6 +199,9 @@ def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     if c.ndim == 0 or gates.shape != c.shape[:-1] + (4 * H,):
         raise ValueError(f"lstm_cell: gates {gates.shape} and cell state {c.shape} do not fit; "
                          "need (..., 4H) and (..., H)")
+    if c.dtype != gates.dtype:
+        raise TypeError(f"lstm_cell: gates are {gates.dtype} but the cell state is {c.dtype}; "
+                        "give both the same float dtype")
     hc = fused.LSTMCellUpdate.apply(gates, c)
     return hc[..., :H], hc[..., H:]
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, is_grad_enabled
+from ..kernels import Elementwise
 from ..tensor import Tensor, get_default_dtype
 from ._lift import broadcast_shape, lift, match_float, require_float
 
@@ -246,39 +247,77 @@ class Erf(Function):
         return g * (2.0 / math.sqrt(math.pi)) * (-(x * x)).exp()
 
 
+def _gelu_tanh_raw(x):
+    xp = backend.xp_of(x)
+    half = x.dtype.type(0.5)
+    u = x.dtype.type(_SQRT_2_OVER_PI) * (x + x.dtype.type(0.044715) * x * x * x)
+    return half * x * (1 + xp.tanh(u))
+
+
+def _gelu_tanh_backward_raw(x, g):
+    """g ⊙ d gelu/dx on raw arrays, in place where possible."""
+    # tanh(u) recomputed, not kept from forward: a 4C-wide array less alive per block
+    t = backend.xp_of(x).tanh((x * x * 0.044715 + 1) * x * _SQRT_2_OVER_PI)
+    du = x * x                                    # in place: 4 temporaries fewer
+    du *= 3 * 0.044715 * _SQRT_2_OVER_PI
+    du += _SQRT_2_OVER_PI                         # du/dx of the tanh argument
+    s = t * t
+    s -= 1
+    s *= -0.5
+    s *= x
+    s *= du                                       # x (1 - t²) du / 2
+    d = t + 1
+    d *= 0.5
+    d += s
+    d *= g
+    return d
+
+
+def _gelu_exact_raw(x):
+    return x.dtype.type(0.5) * x * (1 + backend.erf(x * x.dtype.type(1 / math.sqrt(2.0))))
+
+
+def _gelu_exact_backward_raw(x, g):
+    xp = backend.xp_of(x)
+    cdf = 0.5 * (1 + backend.erf(x * (1 / math.sqrt(2.0))))
+    return g * (cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x)))
+
+
+# One CUDA kernel each instead of 4 to 12 xp launches (see minigrad/kernels.py)
+_GELU_TANH = Elementwise(
+    "gelu_tanh", "T x", "T y",
+    "y = T(0.5) * x * (T(1) + tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));",
+    fallback=_gelu_tanh_raw)
+_GELU_TANH_BACKWARD = Elementwise(
+    "gelu_tanh_backward", "T x, T g", "T dx",
+    """T t = tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x));
+    T du = T(0.7978845608028654) * (T(1) + T(3 * 0.044715) * x * x);
+    dx = g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);""",
+    fallback=_gelu_tanh_backward_raw)
+_GELU_EXACT = Elementwise(
+    "gelu_exact", "T x", "T y", "y = T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));",
+    fallback=_gelu_exact_raw)
+_GELU_EXACT_BACKWARD = Elementwise(
+    "gelu_exact_backward", "T x, T g", "T dx",
+    """T cdf = T(0.5) * (T(1) + erf(x * T(0.7071067811865476)));
+    dx = g * (cdf + x * T(0.3989422804014327) * exp(T(-0.5) * x * x));""",
+    fallback=_gelu_exact_backward_raw)
+
+
 class Gelu(Function):
     """x Φ(x). ``approximate="tanh"``: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))) (GPT-2);
     ``"none"``: exact, Φ(x) = (1 + erf(x/√2)) / 2."""
     op_name = "gelu"
 
     def forward(self, x):
-        xp = backend.xp_of(x)
-        half = x.dtype.type(0.5)
-        if self.approximate == "tanh":
-            u = x.dtype.type(_SQRT_2_OVER_PI) * (x + x.dtype.type(0.044715) * x * x * x)
-            return half * x * (1 + xp.tanh(u))
-        return half * x * (1 + backend.erf(x * x.dtype.type(1 / math.sqrt(2.0))))
+        return (_GELU_TANH if self.approximate == "tanh" else _GELU_EXACT)(x)
 
     def backward(self, g):
         x = self.inputs[0]
+        if not is_grad_enabled():   # first order: raw arrays (one kernel on a GPU)
+            kernel = _GELU_TANH_BACKWARD if self.approximate == "tanh" else _GELU_EXACT_BACKWARD
+            return Tensor._make(kernel(x.data, g.data), g._device)
         if self.approximate == "tanh":
-            if not is_grad_enabled():   # first order: raw arrays, in place where possible
-                xa = x.data
-                # tanh(u) recomputed, not kept from forward: a 4C-wide array less alive per block
-                t = x.xp.tanh((xa * xa * 0.044715 + 1) * xa * _SQRT_2_OVER_PI)
-                du = xa * xa                              # in place: 4 temporaries fewer
-                du *= 3 * 0.044715 * _SQRT_2_OVER_PI
-                du += _SQRT_2_OVER_PI                     # du/dx of the tanh argument
-                s = t * t
-                s -= 1
-                s *= -0.5
-                s *= xa
-                s *= du                                   # x (1 - t²) du / 2
-                d = t + 1
-                d *= 0.5
-                d += s
-                d *= g.data
-                return Tensor._make(d, g._device)
             t = (_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)

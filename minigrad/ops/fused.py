@@ -12,6 +12,7 @@ import math
 
 from .. import backend
 from ..autograd import Function, is_grad_enabled
+from ..kernels import Elementwise, Reduction
 from ..tensor import Tensor
 
 
@@ -23,6 +24,62 @@ def _stable_max(xp, x, axis):
     return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
 
 
+# --- row kernels: softmax over the last axis in three launches on a GPU (max, Σ, normalise)
+# instead of about eleven; its backward in two instead of four. m is the row max as it
+# comes from ``x.max``: a row of -inf (fully masked) has m = -inf, shifted by 0 instead.
+_FINITE_OR_ZERO = """
+template <typename U> __device__ __forceinline__ U minigrad_finite_or_zero(U m) {
+    return isfinite(m) ? m : U(0);
+}
+"""
+
+
+def _finite_or_zero(m):
+    xp = backend.xp_of(m)
+    return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+
+
+def _row_max(x):
+    """The raw row max (kept dims) that the row kernels take as ``m``."""
+    return x.sum(axis=-1, keepdims=True) if x.shape[-1] == 0 else x.max(axis=-1, keepdims=True)
+
+
+_SUM_EXP = Reduction(
+    "sum_exp", "T x, T m", "T s", "exp(x - minigrad_finite_or_zero(m))", "a + b", "s = a", "0",
+    fallback=lambda x, m: backend.xp_of(x).exp(x - _finite_or_zero(m)).sum(axis=-1, keepdims=True),
+    preamble=_FINITE_OR_ZERO)
+
+
+def _softmax_normalize_raw(x, m, s):
+    xp = backend.xp_of(x)
+    return xp.exp(x - _finite_or_zero(m)) / xp.where(s == 0, xp.ones_like(s), s)
+
+
+_SOFTMAX_NORMALIZE = Elementwise(
+    "softmax_normalize", "T x, T m, T s", "T y",
+    "y = s == T(0) ? T(0) : exp(x - minigrad_finite_or_zero(m)) / s;",
+    fallback=_softmax_normalize_raw, preamble=_FINITE_OR_ZERO)
+
+_ROW_DOT = Reduction(
+    "row_dot", "T g, T y", "T d", "g * y", "a + b", "d = a", "0",
+    fallback=lambda g, y: (g * y).sum(axis=-1, keepdims=True))
+
+_SOFTMAX_BACKWARD = Elementwise(
+    "softmax_backward", "T g, T y, T d, T scale", "T dx", "dx = scale * y * (g - d);",
+    fallback=lambda g, y, d, scale: y * (g - d) if scale == 1.0 else scale * (y * (g - d)))
+
+
+def _softmax_last_raw(x):
+    """softmax over the last axis of a raw array (fully masked rows give zeros)."""
+    m = _row_max(x)
+    return _SOFTMAX_NORMALIZE(x, m, _SUM_EXP(x, m))
+
+
+def _softmax_last_backward_raw(g, y, scale=1.0):
+    """scale · y ⊙ (g - Σ_j g ⊙ y) over the last axis, on raw arrays."""
+    return _SOFTMAX_BACKWARD(g, y, _ROW_DOT(g, y), scale)
+
+
 class Softmax(Function):
     """s = exp(x - max) / Σ exp(x - max);  dx = s ⊙ (g - Σ g ⊙ s).
 
@@ -30,6 +87,8 @@ class Softmax(Function):
     op_name = "softmax"
 
     def forward(self, x):
+        if self.axis == x.ndim - 1:
+            return _softmax_last_raw(x)
         xp = backend.xp_of(x)
         e = xp.exp(x - _stable_max(xp, x, self.axis))
         s = e.sum(axis=self.axis, keepdims=True)
@@ -37,6 +96,8 @@ class Softmax(Function):
 
     def backward(self, g):
         s = self.output
+        if self.axis == s.ndim - 1 and not is_grad_enabled():
+            return Tensor._make(_softmax_last_backward_raw(g.data, s.data), g._device)
         gs = g * s
         return gs - s * gs.sum(axis=self.axis, keepdims=True)
 
@@ -54,27 +115,44 @@ class LogSoftmax(Function):
         return g - self.output.exp() * g.sum(axis=self.axis, keepdims=True)
 
 
+def _cross_entropy_backward_raw(x, m, s, t, w, off, on, C):
+    xp = backend.xp_of(x)
+    q = xp.full(x.shape, off, dtype=x.dtype)
+    xp.put_along_axis(q, t, x.dtype.type(on), axis=1)
+    return w * (_softmax_normalize_raw(x, m, s) - q)
+
+
+# dx = w_row (softmax(x) - q) over (N, C) in one launch; t, m, s and w are (N, 1) columns
+_CROSS_ENTROPY_BACKWARD = Elementwise(
+    "cross_entropy_backward", "T x, T m, T s, int64 t, T w, T off, T on, int64 C", "T dx",
+    "dx = w * (exp(x - minigrad_finite_or_zero(m)) / s - ((ptrdiff_t)(i % C) == t ? on : off));",
+    fallback=_cross_entropy_backward_raw, preamble=_FINITE_OR_ZERO)
+
+
 class CrossEntropy(Function):
     """Mean (or sum, or per-row) of -Σ_c q_c log softmax(x)_c over rows of (N, C) logits,
     where q = (1 - ε) onehot(target) + ε / C  (label smoothing ε), and rows whose
     target is ``ignore_index`` count for nothing (the mean is over the others).
 
+    With m the row max and s = Σ_c exp(x_c - m):  -log softmax(x)_t = log s - (x_t - m),
+    so the (N, C) log-probabilities are never formed; backward keeps only m and s.
     dx = (softmax(x) - q) · w_row, with w_row the row's weight in the reduction."""
     op_name = "cross_entropy"
 
     def forward(self, x):
         xp = backend.xp_of(x)
-        n, c = x.shape
         t = self.target
         valid = t != self.ignore_index
         self.valid = valid.astype(x.dtype)                       # (N,)
-        safe_t = xp.where(valid, t, xp.zeros_like(t))
-        shifted = x - _stable_max(xp, x, 1)
-        lsm = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))   # (N, C)
-        nll = -xp.take_along_axis(lsm, safe_t[:, None], axis=1)[:, 0]       # (N,)
+        self.safe_t = xp.where(valid, t, xp.zeros_like(t)).astype(xp.int64)[:, None]   # (N, 1)
+        self.m = _row_max(x)                                     # (N, 1)
+        self.s = _SUM_EXP(x, self.m)                             # (N, 1)
+        shift = _finite_or_zero(self.m)
+        log_s = xp.log(self.s)
+        nll = (log_s - (xp.take_along_axis(x, self.safe_t, axis=1) - shift))[:, 0]   # (N,)
         eps = self.label_smoothing
-        if eps:
-            nll = (1 - eps) * nll - eps * lsm.mean(axis=1)
+        if eps:   # mean_c of -log softmax(x)_c = log s - mean_c (x_c - m)
+            nll = (1 - eps) * nll + eps * (log_s - (x - shift).mean(axis=1, keepdims=True))[:, 0]
         losses = nll * self.valid
         if self.reduction == "none":
             return losses
@@ -100,23 +178,64 @@ class CrossEntropy(Function):
         xp = x.xp
         n, c = x.shape
         eps = self.label_smoothing
-        q = xp.zeros((n, c), dtype=x.dtype)
+        if not is_grad_enabled():   # first-order fast path on raw arrays: one kernel on a GPU
+            w = self._weights(g).data
+            dx = _CROSS_ENTROPY_BACKWARD(x.data, self.m, self.s, self.safe_t, w, eps / c,
+                                         1 - eps + eps / c, c)
+            return Tensor._make(dx, x._device)
+        q = xp.zeros((n, c), dtype=x.dtype)   # differentiable path (create_graph)
         if eps:
             q += x.dtype.type(eps / c)
-        safe_t = xp.where(self.target != self.ignore_index, self.target, xp.zeros_like(self.target))
-        xp.put_along_axis(q, safe_t[:, None], x.dtype.type(1 - eps + eps / c), axis=1)
-        if is_grad_enabled():   # differentiable path (create_graph): softmax of the input tensor
-            from .fused import softmax
-            p = softmax(x, axis=1)
-        else:                   # first-order fast path on raw arrays
-            p = Tensor._make(xp.exp(self._log_softmax_raw(x.data)), x._device)
-        return (p - Tensor._make(q, x._device)) * self._weights(g)
+        xp.put_along_axis(q, self.safe_t, x.dtype.type(1 - eps + eps / c), axis=1)
+        return (softmax(x, axis=1) - Tensor._make(q, x._device)) * self._weights(g)
 
-    @staticmethod
-    def _log_softmax_raw(x):
-        xp = backend.xp_of(x)
-        shifted = x - _stable_max(xp, x, 1)
-        return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+def _ln_normalize_raw(x, shift, mu, rstd, w, b):
+    y = (x - shift - mu) * rstd
+    if not (isinstance(w, float) and w == 1.0):
+        y *= w
+    if not (isinstance(b, float) and b == 0.0):
+        y += b
+    return y
+
+
+def _ln_backward_raw(g, w, x, shift, mu, rstd, mg, mgx):
+    xhat = (x - shift - mu) * rstd
+    return rstd * (g * w - mg - xhat * mgx)
+
+
+# LayerNorm over the last axis of a (rows, n) array: forward in four launches on a GPU
+# (Σ for μ, Σ for σ², 1/√(σ² + ε) per row, normalise) and backward in three plus the
+# weight/bias sums. Means are sums of terms already divided by n: a reduction's final
+# step (post_map) sees only the result, not the scalars passed in.
+_LN_MEAN = Reduction(
+    "layer_norm_mean", "T x, T shift, T inv_n", "T mu", "(x - shift) * inv_n", "a + b", "mu = a",
+    "0", fallback=lambda x, shift, inv_n: ((x - shift) * inv_n).sum(axis=-1, keepdims=True))
+_LN_VAR = Reduction(
+    "layer_norm_var", "T x, T shift, T mu, T inv_n", "T var",
+    "(x - shift - mu) * (x - shift - mu) * inv_n", "a + b", "var = a", "0",
+    fallback=lambda x, shift, mu, inv_n: ((x - shift - mu) ** 2 * inv_n).sum(axis=-1, keepdims=True))
+_RSQRT_EPS = Elementwise(
+    "rsqrt_eps", "T var, T eps", "T rstd", "rstd = T(1) / sqrt(var + eps);",
+    fallback=lambda var, eps: 1 / backend.xp_of(var).sqrt(var + eps))
+_LN_NORMALIZE = Elementwise(
+    "layer_norm_normalize", "T x, T shift, T mu, T rstd, T w, T b", "T y",
+    "y = (x - shift - mu) * rstd * w + b;", fallback=_ln_normalize_raw)
+_LN_GRAD_MEAN = Reduction(
+    "layer_norm_grad_mean", "T g, T w, T inv_n", "T mg", "g * w * inv_n", "a + b", "mg = a", "0",
+    fallback=lambda g, w, inv_n: (g * w * inv_n).sum(axis=-1, keepdims=True))
+_LN_GRAD_XHAT_MEAN = Reduction(
+    "layer_norm_grad_xhat_mean", "T g, T w, T x, T shift, T mu, T rstd, T inv_n", "T mgx",
+    "g * w * (x - shift - mu) * rstd * inv_n", "a + b", "mgx = a", "0",
+    fallback=lambda g, w, x, shift, mu, rstd, inv_n: (
+        (g * w * ((x - shift - mu) * rstd) * inv_n).sum(axis=-1, keepdims=True)))
+_LN_BACKWARD = Elementwise(
+    "layer_norm_backward", "T g, T w, T x, T shift, T mu, T rstd, T mg, T mgx", "T dx",
+    "dx = rstd * (g * w - mg - (x - shift - mu) * rstd * mgx);", fallback=_ln_backward_raw)
+_LN_GRAD_XHAT = Elementwise(
+    "layer_norm_grad_xhat", "T g, T x, T shift, T mu, T rstd", "T gx",
+    "gx = g * (x - shift - mu) * rstd;",
+    fallback=lambda g, x, shift, mu, rstd: g * ((x - shift - mu) * rstd))
 
 
 class LayerNorm(Function):
@@ -125,39 +244,54 @@ class LayerNorm(Function):
     element, so rows with a large mean and a small spread (float32, mean 1e4,
     spread 1e-2) keep their digits. Inputs: x, then weight and bias if given.
 
-    dx = r (ĝ - mean(ĝ) - x̂ mean(ĝ x̂)),  ĝ = g w,  r = 1/√(σ² + ε)."""
+    dx = r (ĝ - mean(ĝ) - x̂ mean(ĝ x̂)),  ĝ = g w,  r = 1/√(σ² + ε).
+    Computed on the input viewed as (rows, n), n the size of the last k axes."""
     op_name = "layer_norm"
 
+    def _rows(self, a):
+        """``a`` (..., normalized dims) as (rows, n)."""
+        n = math.prod(a.shape[a.ndim - self.k:])
+        return a.reshape(math.prod(a.shape[:a.ndim - self.k]), n), n
+
     def forward(self, x, *affine):
-        xp = backend.xp_of(x)
-        axes = tuple(range(x.ndim - self.k, x.ndim))
+        x2, n = self._rows(x)
+        inv_n = 1.0 / n if n else 0.0
         # x - shift is exact for values close together (Sterbenz), and the mean of the
         # small differences has no large sum to round: y does not depend on the shift
-        self.shift = x[(Ellipsis,) + (slice(0, 1),) * self.k]
-        xs = x - self.shift
-        self.mean = xs.mean(axis=axes, keepdims=True)
-        xc = xs - self.mean
-        var = (xc * xc).mean(axis=axes, keepdims=True)
-        self.rstd = 1 / xp.sqrt(var + x.dtype.type(self.eps))
-        y = xc * self.rstd      # x̂; backward recomputes it from (shift, mean, rstd) rather than
-        # keeping a second full-size array alive until then (PyTorch keeps the same three)
-        if self.has_weight:
-            y = y * affine[0]
-        if self.has_bias:
-            y = y + affine[-1]
-        return y
+        self.shift = x2[:, :1] if n else backend.xp_of(x).zeros((x2.shape[0], 1), x.dtype)  # (rows, 1)
+        self.mean = _LN_MEAN(x2, self.shift, inv_n)             # (rows, 1)
+        self.rstd = _RSQRT_EPS(_LN_VAR(x2, self.shift, self.mean, inv_n), self.eps)
+        # backward recomputes x̂ from (shift, mean, rstd) rather than keeping a second
+        # full-size array alive until then (PyTorch keeps the same three)
+        w = affine[0].reshape(n) if self.has_weight else 1.0
+        b = affine[-1].reshape(n) if self.has_bias else 0.0
+        return _LN_NORMALIZE(x2, self.shift, self.mean, self.rstd, w, b).reshape(x.shape)
 
     def backward(self, g):
         x = self.inputs[0]
         axes = tuple(range(x.ndim - self.k, x.ndim))
-        if is_grad_enabled():   # recompute x̂ and r as Tensors of x, for higher derivatives
-            xs = x - Tensor._make(self.shift, x._device)   # a constant: same function of x
-            xc = xs - xs.mean(axis=axes, keepdims=True)
-            rstd = ((xc * xc).mean(axis=axes, keepdims=True) + self.eps) ** -0.5
-            xhat = xc * rstd
-        else:
-            xhat = Tensor._make((x.data - self.shift - self.mean) * self.rstd, x._device)
-            rstd = Tensor._make(self.rstd, x._device)
+        if not is_grad_enabled():   # first order: raw arrays, (rows, n)
+            x2, n = self._rows(x.data)
+            g2 = self._rows(g.data)[0]
+            inv_n = 1.0 / n if n else 0.0
+            w = self.inputs[1].data.reshape(n) if self.has_weight else 1.0
+            mg = _LN_GRAD_MEAN(g2, w, inv_n)
+            mgx = _LN_GRAD_XHAT_MEAN(g2, w, x2, self.shift, self.mean, self.rstd, inv_n)
+            dx = _LN_BACKWARD(g2, w, x2, self.shift, self.mean, self.rstd, mg, mgx)
+            grads = [Tensor._make(dx.reshape(x.shape), x._device)]
+            pshape = x.shape[x.ndim - self.k:]
+            if self.has_weight:
+                gx = _LN_GRAD_XHAT(g2, x2, self.shift, self.mean, self.rstd)
+                grads.append(Tensor._make(gx.sum(axis=0).reshape(pshape), x._device))
+            if self.has_bias:
+                grads.append(Tensor._make(g2.sum(axis=0).reshape(pshape), x._device))
+            return grads
+        # recompute x̂ and r as Tensors of x, for higher derivatives
+        shift = self.shift.reshape(x.shape[:x.ndim - self.k] + (1,) * self.k)
+        xs = x - Tensor._make(shift, x._device)     # a constant: same function of x
+        xc = xs - xs.mean(axis=axes, keepdims=True)
+        rstd = ((xc * xc).mean(axis=axes, keepdims=True) + self.eps) ** -0.5
+        xhat = xc * rstd
         gh = g * self.inputs[1] if self.has_weight else g
         gx = rstd * (gh - gh.mean(axis=axes, keepdims=True)
                      - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
@@ -195,9 +329,7 @@ class Attention(Function):
         s = (q @ k.swapaxes(-1, -2)) * q.dtype.type(self.scale)      # (..., L, S)
         if self.allowed is not None:
             s = xp.where(self.allowed, s, q.dtype.type(-xp.inf))
-        e = xp.exp(s - _stable_max(xp, s, -1))
-        den = e.sum(axis=-1, keepdims=True)
-        self.p = e / xp.where(den == 0, xp.ones_like(den), den)       # (..., L, S)
+        self.p = _softmax_last_raw(s)                                  # (..., L, S)
         return self.p @ v
 
     def backward(self, g):
@@ -208,11 +340,14 @@ class Attention(Function):
                 from .elementwise import where
                 s = where(Tensor._make(self.allowed, q._device), s, float("-inf"))
             p = softmax(s, axis=-1)
-        else:
-            p = Tensor._make(self.p, q._device)
-        gp = g @ v.swapaxes(-1, -2)
-        gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
-        return (gs @ k) * self.scale, (gs.swapaxes(-1, -2) @ q) * self.scale, p.swapaxes(-1, -2) @ g
+            gp = g @ v.swapaxes(-1, -2)
+            gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
+            return (gs @ k) * self.scale, (gs.swapaxes(-1, -2) @ q) * self.scale, p.swapaxes(-1, -2) @ g
+        p, ga = self.p, g.data                    # first order: raw arrays, scale folded in
+        gs = _softmax_last_backward_raw(ga @ v.data.swapaxes(-1, -2), p, self.scale)
+        dev = g._device
+        return (Tensor._make(gs @ k.data, dev), Tensor._make(gs.swapaxes(-1, -2) @ q.data, dev),
+                Tensor._make(p.swapaxes(-1, -2) @ ga, dev))
 
 
 def _vjp_of(composite, inputs: tuple[Tensor, ...], g: Tensor) -> tuple[Tensor | None, ...]:
@@ -234,6 +369,72 @@ def lstm_cell_reference(gates: Tensor, c: Tensor) -> Tensor:
     return concatenate([o.sigmoid() * c_next.tanh(), c_next], axis=-1)
 
 
+def _lstm_forward_raw(a, c, H, hc, act):
+    """Fill hc (..., 2H) = [h', c'] and act (..., 4H) = [i, f, g, o] (activated)."""
+    xp = backend.xp_of(a)
+    half = a.dtype.type(0.5)
+    xp.multiply(a, half, out=act)
+    xp.tanh(act, out=act)
+    act += 1
+    act *= half                                          # σ(a) = (tanh(a/2) + 1) / 2, all gates
+    xp.tanh(a[..., 2 * H:3 * H], out=act[..., 2 * H:3 * H])   # g's slot: tanh instead
+    i, f, g, o = (act[..., k * H:(k + 1) * H] for k in range(4))
+    c_next = hc[..., H:]
+    xp.multiply(f, c, out=c_next)
+    c_next += i * g
+    h = hc[..., :H]
+    xp.tanh(c_next, out=h)
+    h *= o
+    return hc, act
+
+
+def _lstm_backward_raw(act, hc, grad_out, c, H, da, dc):
+    """Fill da (..., 4H) and dc (..., H) from the saved activations and output."""
+    xp = backend.xp_of(act)
+    i, f, g, o = (act[..., k * H:(k + 1) * H] for k in range(4))
+    t = xp.tanh(hc[..., H:])
+    gh, gc = grad_out[..., :H], grad_out[..., H:]
+    d = gc + gh * o * (1 - t * t)                        # dL/dc'
+    da[..., :H] = d * g * i * (1 - i)
+    da[..., H:2 * H] = d * c * f * (1 - f)
+    da[..., 2 * H:3 * H] = d * i * (1 - g * g)
+    da[..., 3 * H:] = gh * t * o * (1 - o)
+    xp.multiply(d, f, out=dc)
+    return da, dc
+
+
+# One thread per (row, unit): reads the unit's four gate pre-activations, writes h', c'
+# and the four activations (kept for backward). Flat indices into (..., 4H) and (..., 2H).
+_LSTM_FORWARD = Elementwise(
+    "lstm_forward", "raw T a, T c, int32 H", "raw T hc, raw T act",
+    """const ptrdiff_t j = i % H, r4 = (i / H) * 4 * H, r2 = (i / H) * 2 * H;
+    const T ig = T(0.5) * (tanh(T(0.5) * a[r4 + j]) + T(1));
+    const T fg = T(0.5) * (tanh(T(0.5) * a[r4 + H + j]) + T(1));
+    const T gg = tanh(a[r4 + 2 * H + j]);
+    const T og = T(0.5) * (tanh(T(0.5) * a[r4 + 3 * H + j]) + T(1));
+    const T cn = fg * c + ig * gg;
+    hc[r2 + j] = og * tanh(cn);
+    hc[r2 + H + j] = cn;
+    act[r4 + j] = ig;
+    act[r4 + H + j] = fg;
+    act[r4 + 2 * H + j] = gg;
+    act[r4 + 3 * H + j] = og;""",
+    fallback=_lstm_forward_raw)
+_LSTM_BACKWARD = Elementwise(
+    "lstm_backward", "raw T act, raw T hc, raw T grad_out, T c, int32 H", "raw T da, T dc",
+    """const ptrdiff_t j = i % H, r4 = (i / H) * 4 * H, r2 = (i / H) * 2 * H;
+    const T ig = act[r4 + j], fg = act[r4 + H + j], gg = act[r4 + 2 * H + j], og = act[r4 + 3 * H + j];
+    const T t = tanh(hc[r2 + H + j]);
+    const T gh = grad_out[r2 + j];
+    const T d = grad_out[r2 + H + j] + gh * og * (T(1) - t * t);
+    da[r4 + j] = d * gg * ig * (T(1) - ig);
+    da[r4 + H + j] = d * c * fg * (T(1) - fg);
+    da[r4 + 2 * H + j] = d * ig * (T(1) - gg * gg);
+    da[r4 + 3 * H + j] = gh * t * og * (T(1) - og);
+    dc = d * fg;""",
+    fallback=_lstm_backward_raw)
+
+
 class LSTMCellUpdate(Function):
     """The elementwise half of an LSTM step, one node instead of ten:
 
@@ -244,20 +445,18 @@ class LSTMCellUpdate(Function):
     g, o) and the cell state c (..., H). Output: concat(h', c') (..., 2H).
     Backward, with t = tanh(c'):  dc' = g_c + g_h ⊙ o ⊙ (1 - t²),
     da_i = dc' g i(1-i), da_f = dc' c f(1-f), da_g = dc' i (1-g²),
-    da_o = g_h t o(1-o), dc = dc' f."""
+    da_o = g_h t o(1-o), dc = dc' f. Keeps the activated gates and the output;
+    one CUDA kernel each way on a GPU."""
     op_name = "lstm_cell"
 
     def forward(self, a, c):
         xp = backend.xp_of(a)
         H = c.shape[-1]
-        half = a.dtype.type(0.5)
-        sig = (xp.tanh(a * half) + 1) * half                 # σ for all gates (g's slot unused)
-        i, f, o = sig[..., :H], sig[..., H:2 * H], sig[..., 3 * H:]
-        g = xp.tanh(a[..., 2 * H:3 * H])
-        c_next = f * c + i * g
-        t = xp.tanh(c_next)
-        self.saved = (i, f, g, o, t)
-        return xp.concatenate([o * t, c_next], axis=-1)
+        hc = xp.empty(a.shape[:-1] + (2 * H,), dtype=a.dtype)
+        self.act = xp.empty(a.shape, dtype=a.dtype)
+        _LSTM_FORWARD(xp.ascontiguousarray(a), c, H, hc, self.act)
+        self.hc = hc
+        return hc
 
     def backward(self, grad_out):
         a, c = self.inputs
@@ -265,12 +464,10 @@ class LSTMCellUpdate(Function):
             return _vjp_of(lstm_cell_reference, (a, c), grad_out)
         xp = a.xp
         H = c.shape[-1]
-        i, f, g, o, t = self.saved
-        gh, gc = grad_out.data[..., :H], grad_out.data[..., H:]
-        dc = gc + gh * o * (1 - t * t)
-        da = xp.concatenate([dc * g * i * (1 - i), dc * c.data * f * (1 - f),
-                             dc * i * (1 - g * g), gh * t * o * (1 - o)], axis=-1)
-        return Tensor._make(da, a._device), Tensor._make(dc * f, c._device)
+        da = xp.empty(a.shape, dtype=a.dtype)
+        dc = xp.empty(c.shape, dtype=c.dtype)
+        _LSTM_BACKWARD(self.act, self.hc, xp.ascontiguousarray(grad_out.data), c.data, H, da, dc)
+        return Tensor._make(da, a._device), Tensor._make(dc, c._device)
 
 
 def linear_reference(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import backend
+from ..kernels import Elementwise
 from ..tensor import Tensor
 from .optimizer import Optimizer, ParamsT
 
@@ -49,16 +51,34 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         t = state["step"]
-        if wd != 0.0:
-            if self.decoupled_weight_decay:
-                p.data *= 1.0 - lr * wd               # p ← p − lr·wd·p, before the Adam step
-            else:
-                g = g + wd * p.data                   # a new array: g itself is never modified
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= beta1
-        m += (1.0 - beta1) * g
-        v *= beta2
-        v += (1.0 - beta2) * (g * g)
-        step_size = lr / (1.0 - beta1 ** t)           # Python floats: the dtype stays p's
-        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2 ** t) + eps
-        p.data -= step_size * (m / denom)
+        decay = 1.0 - lr * wd if self.decoupled_weight_decay else 1.0
+        l2 = 0.0 if self.decoupled_weight_decay else wd
+        _ADAM_STEP(g, decay, l2, beta1, beta2, lr / (1.0 - beta1 ** t), math.sqrt(1.0 - beta2 ** t),
+                   eps, p.data, state["exp_avg"], state["exp_avg_sq"])
+
+
+def _adam_step_raw(g, decay, l2, beta1, beta2, step_size, bias2_sqrt, eps, p, m, v):
+    """One Adam step in place on p, m, v (g is never modified)."""
+    if decay != 1.0:
+        p *= decay                                # AdamW: p ← p − lr·wd·p, before the Adam step
+    if l2 != 0.0:
+        g = g + l2 * p                            # Adam's L2: a new array
+    m *= beta1
+    m += (1.0 - beta1) * g
+    v *= beta2
+    v += (1.0 - beta2) * (g * g)
+    denom = backend.xp_of(v).sqrt(v) / bias2_sqrt + eps
+    p -= step_size * (m / denom)                  # Python floats: the dtype stays p's
+    return p, m, v
+
+
+# The whole update of one parameter as one CUDA kernel (the fallback is ~10 launches)
+_ADAM_STEP = Elementwise(
+    "adam_step", "T g, T decay, T l2, T beta1, T beta2, T step_size, T bias2_sqrt, T eps",
+    "T p, T m, T v",
+    """const T gg = g + l2 * p;
+    p = p * decay;
+    m = beta1 * m + (T(1) - beta1) * gg;
+    v = beta2 * v + (T(1) - beta2) * gg * gg;
+    p = p - step_size * (m / (sqrt(v) / bias2_sqrt + eps));""",
+    fallback=_adam_step_raw)

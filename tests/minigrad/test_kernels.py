@@ -1,0 +1,358 @@
+"""Custom CUDA kernels (minigrad/kernels.py), checked three ways:
+
+- everywhere: each kernel's CUDA C body, compiled for the CPU by
+  ``minigrad.kernel_emulator``, agrees with the kernel's ``xp`` fallback on
+  generated inputs (float32 and float64);
+- where nvcc is installed: every body compiles as CUDA for sm_90;
+- on a GPU (marked cuda): the kernel CuPy launches agrees with the fallback.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigrad as mg
+from minigrad import backend, kernel_emulator, kernels
+
+pytestmark = pytest.mark.skipif(kernel_emulator.compiler() is None,
+                                reason="the kernel emulator needs a C++ compiler (g++ or clang++)")
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+# --------------------------------------------------------------------------- input cases
+
+def _rows(draw, rng, dtype, min_rows=0, min_cols=1, scale=2.0):
+    r = draw(st.integers(min_rows, 5))
+    c = draw(st.integers(min_cols, 7))
+    return (rng.standard_normal((r, c)) * scale).astype(dtype)
+
+
+def _masked_rows(draw, rng, dtype):
+    """Rows of logits, some entries -inf, perhaps a whole row (a fully masked query)."""
+    x = _rows(draw, rng, dtype, scale=4.0)
+    if x.size and draw(st.booleans()):
+        x[rng.random(x.shape) < 0.3] = -np.inf
+    if x.shape[0] and draw(st.booleans()):
+        x[0] = -np.inf
+    return x
+
+
+def _row_max(x):
+    return x.max(axis=-1, keepdims=True) if x.shape[-1] else x.sum(axis=-1, keepdims=True)
+
+
+def _col(rng, rows, dtype, scale=1.0, positive=False):
+    c = rng.standard_normal((rows, 1)) * scale
+    return (np.abs(c) + 0.1 if positive else c).astype(dtype)
+
+
+def _ln_stats(x):
+    shift = x[:, :1]
+    mu = (x - shift).mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(((x - shift - mu) ** 2).mean(axis=-1, keepdims=True) + 1e-5)
+    return shift, mu, rstd.astype(x.dtype)
+
+
+def _lstm_shapes(draw):
+    return draw(st.integers(0, 4)), draw(st.integers(1, 5))
+
+
+def _gelu(draw, rng, dt):
+    return (_rows(draw, rng, dt, scale=3.0),)
+
+
+def _gelu_backward(draw, rng, dt):
+    x = _rows(draw, rng, dt, scale=3.0)
+    return x, rng.standard_normal(x.shape).astype(dt)
+
+
+def _lstm_forward(draw, rng, dt):
+    B, H = _lstm_shapes(draw)
+    a = (rng.standard_normal((B, 4 * H)) * 3).astype(dt)
+    c = rng.standard_normal((B, H)).astype(dt)
+    return a, c, H, np.empty((B, 2 * H), dt), np.empty((B, 4 * H), dt)
+
+
+def _lstm_backward(draw, rng, dt):
+    B, H = _lstm_shapes(draw)
+    act = rng.random((B, 4 * H)).astype(dt)
+    act[:, 2 * H:3 * H] = act[:, 2 * H:3 * H] * 2 - 1          # g's slot is a tanh
+    hc = rng.standard_normal((B, 2 * H)).astype(dt)
+    return (act, hc, rng.standard_normal((B, 2 * H)).astype(dt), rng.standard_normal((B, H)).astype(dt),
+            H, np.empty((B, 4 * H), dt), np.empty((B, H), dt))
+
+
+def _adam_step(draw, rng, dt):
+    x = _rows(draw, rng, dt)
+    decoupled = draw(st.booleans())
+    t = draw(st.integers(1, 1000))
+    lr, wd = 1e-3, 0.1
+    decay, l2 = (1 - lr * wd, 0.0) if decoupled else (1.0, wd)
+    m = (rng.standard_normal(x.shape) * 0.1).astype(dt)
+    v = (rng.random(x.shape) * 0.01).astype(dt)
+    return (rng.standard_normal(x.shape).astype(dt), decay, l2, 0.9, 0.999, lr / (1 - 0.9 ** t),
+            float(np.sqrt(1 - 0.999 ** t)), 1e-8, x, m, v)
+
+
+def _sum_exp(draw, rng, dt):
+    x = _masked_rows(draw, rng, dt)
+    return x, _row_max(x)
+
+
+def _softmax_normalize(draw, rng, dt):
+    x, m = _sum_exp(draw, rng, dt)
+    return x, m, kernels.REGISTRY["sum_exp"].fallback(x, m)
+
+
+def _row_dot(draw, rng, dt):
+    g = _rows(draw, rng, dt)
+    return g, rng.random(g.shape).astype(dt)
+
+
+def _softmax_backward(draw, rng, dt):
+    g, y = _row_dot(draw, rng, dt)
+    return g, y, _col(rng, g.shape[0], dt), draw(st.sampled_from([1.0, 0.125]))
+
+
+def _cross_entropy_backward(draw, rng, dt):
+    x = _rows(draw, rng, dt, scale=4.0)
+    n, c = x.shape
+    m = _row_max(x)
+    s = kernels.REGISTRY["sum_exp"].fallback(x, m)
+    t = rng.integers(0, c, size=(n, 1)).astype(np.int64)
+    eps = draw(st.sampled_from([0.0, 0.1]))
+    return x, m, s, t, _col(rng, n, dt), eps / c, 1 - eps + eps / c, c
+
+
+def _ln_mean(draw, rng, dt):
+    x = _rows(draw, rng, dt) + dt(draw(st.sampled_from([0.0, 100.0])))
+    return x, x[:, :1], 1.0 / x.shape[1]
+
+
+def _ln_var(draw, rng, dt):
+    x = _rows(draw, rng, dt)
+    shift, mu, _ = _ln_stats(x)
+    return x, shift, mu, 1.0 / x.shape[1]
+
+
+def _rsqrt_eps(draw, rng, dt):
+    return np.abs(_rows(draw, rng, dt)), draw(st.sampled_from([1e-5, 0.0]))
+
+
+def _ln_normalize(draw, rng, dt):
+    x = _rows(draw, rng, dt)
+    shift, mu, rstd = _ln_stats(x)
+    if draw(st.booleans()):
+        return x, shift, mu, rstd, 1.0, 0.0          # no affine: scalars
+    n = x.shape[1]
+    return x, shift, mu, rstd, rng.standard_normal(n).astype(dt), rng.standard_normal(n).astype(dt)
+
+
+def _ln_grad_mean(draw, rng, dt):
+    g = _rows(draw, rng, dt)
+    return g, rng.standard_normal(g.shape[1]).astype(dt), 1.0 / g.shape[1]
+
+
+def _ln_grad_xhat_mean(draw, rng, dt):
+    x = _rows(draw, rng, dt)
+    shift, mu, rstd = _ln_stats(x)
+    g = rng.standard_normal(x.shape).astype(dt)
+    return g, rng.standard_normal(x.shape[1]).astype(dt), x, shift, mu, rstd, 1.0 / x.shape[1]
+
+
+def _ln_backward(draw, rng, dt):
+    g, w, x, shift, mu, rstd, _ = _ln_grad_xhat_mean(draw, rng, dt)
+    return g, w, x, shift, mu, rstd, _col(rng, x.shape[0], dt), _col(rng, x.shape[0], dt)
+
+
+def _ln_grad_xhat(draw, rng, dt):
+    g, _, x, shift, mu, rstd, _ = _ln_grad_xhat_mean(draw, rng, dt)
+    return g, x, shift, mu, rstd
+
+
+CASES = {
+    "gelu_tanh": _gelu, "gelu_exact": _gelu,
+    "gelu_tanh_backward": _gelu_backward, "gelu_exact_backward": _gelu_backward,
+    "lstm_forward": _lstm_forward, "lstm_backward": _lstm_backward,
+    "adam_step": _adam_step,
+    "sum_exp": _sum_exp, "softmax_normalize": _softmax_normalize, "row_dot": _row_dot,
+    "softmax_backward": _softmax_backward, "cross_entropy_backward": _cross_entropy_backward,
+    "layer_norm_mean": _ln_mean, "layer_norm_var": _ln_var,
+    "rsqrt_eps": _rsqrt_eps, "layer_norm_normalize": _ln_normalize,
+    "layer_norm_grad_mean": _ln_grad_mean, "layer_norm_grad_xhat_mean": _ln_grad_xhat_mean,
+    "layer_norm_backward": _ln_backward, "layer_norm_grad_xhat": _ln_grad_xhat,
+}
+
+
+def _fresh(args):
+    """Copies of the array arguments, so in-place outputs start equal for both runs."""
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+def _as_tuple(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+def _assert_agree(name, got, want, dtype):
+    for k, (a, b) in enumerate(zip(_as_tuple(got), _as_tuple(want))):
+        assert a.shape == b.shape and a.dtype == b.dtype, (name, k, a.shape, b.shape, a.dtype, b.dtype)
+        finite = b[np.isfinite(b)]
+        scale = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+        np.testing.assert_allclose(a, b, rtol=TOL[dtype], atol=TOL[dtype] * scale,
+                                   err_msg=f"kernel {name}, output {k}")
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_every_kernel_has_a_case():
+    assert set(kernels.REGISTRY) - set(CASES) == set(), "give each new kernel an entry in CASES"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name", sorted(CASES))
+@given(data=st.data())
+def test_emulated_kernel_agrees_with_its_fallback(name, dtype, data):
+    kernel = kernels.REGISTRY[name]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    args = CASES[name](data.draw, rng, dtype)
+    want = kernel.fallback(*_fresh(args))
+    with np.errstate(all="ignore"):
+        got = kernel_emulator.run(kernel, *_fresh(args))
+    _assert_agree(name, got, want, dtype)
+
+
+def test_the_emulator_catches_a_wrong_body():
+    """The check has teeth: a kernel whose body differs from its fallback fails it."""
+    wrong = kernels.Elementwise("test_wrong_sigmoid", "T x", "T y", "y = T(1) / (T(1) + exp(x));",
+                                fallback=lambda x: 1 / (1 + np.exp(-x)))
+    try:
+        x = np.linspace(-2, 2, 9)
+        with pytest.raises(AssertionError):
+            _assert_agree("test_wrong_sigmoid", kernel_emulator.run(wrong, x), wrong.fallback(x),
+                          np.float64)
+    finally:
+        del kernels.REGISTRY["test_wrong_sigmoid"]
+
+
+def test_emulator_reports_a_body_that_does_not_compile():
+    bad = kernels.Elementwise("test_bad_body", "T x", "T y", "y = undefined_function(x);",
+                              fallback=lambda x: x)
+    try:
+        with pytest.raises(RuntimeError, match="does not compile"):
+            kernel_emulator.run(bad, np.ones(3))
+    finally:
+        del kernels.REGISTRY["test_bad_body"]
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("float16 x", "TYPE one of"), ("T", "expected"), ("T n", "reserved"), ("raw T _x", "reserved"),
+])
+def test_bad_parameter_lists_are_refused_by_name(spec, match):
+    with pytest.raises(ValueError, match=match):
+        kernels.parse_params(spec)
+
+
+def test_a_kernel_name_is_defined_once():
+    with pytest.raises(ValueError, match="defined twice"):
+        kernels.Elementwise("gelu_tanh", "T x", "T y", "y = x;", fallback=lambda x: x)
+
+
+def test_wrong_argument_count_names_the_kernel():
+    with pytest.raises(TypeError, match="kernel gelu_tanh: takes 1 inputs"):
+        kernels.REGISTRY["gelu_tanh"](np.ones(2), np.ones(2), np.ones(2))
+
+
+def test_kernels_run_only_on_cuda_arrays():
+    """cpu and fake arrays take the fallback, whatever the switch says."""
+    x = np.linspace(-3, 3, 7)
+    gelu = kernels.REGISTRY["gelu_tanh"]
+    assert not kernels._is_cupy((x,))
+    assert not kernels._is_cupy((backend.to_device(x, backend.FAKE),))
+    np.testing.assert_array_equal(gelu(x), gelu.fallback(x))
+
+
+def test_use_kernels_switches_and_restores():
+    assert kernels.kernels_enabled()
+    with mg.use_kernels(False):
+        assert not kernels.kernels_enabled()
+        with mg.use_kernels(True):
+            assert kernels.kernels_enabled()
+        assert not kernels.kernels_enabled()
+    assert kernels.kernels_enabled()
+
+
+def test_a_kernel_that_fails_to_compile_warns_once_and_falls_back(monkeypatch):
+    class CompileException(Exception):    # CuPy's name for an NVRTC error
+        pass
+
+    def refuse(*args, **kwargs):
+        raise CompileException("error: identifier 'oops' is undefined")
+
+    k = kernels.Elementwise("test_fails_to_compile", "T x", "T y", "y = oops;",
+                            fallback=lambda x: x * 2)
+    try:
+        monkeypatch.setattr(kernels, "_is_cupy", lambda args: True)
+        monkeypatch.setattr(k, "_build", lambda cp: refuse)
+        monkeypatch.setattr(backend, "_cupy", lambda: None)
+        with pytest.warns(RuntimeWarning, match="test_fails_to_compile failed to compile"):
+            np.testing.assert_array_equal(k(np.ones(3)), np.full(3, 2.0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")          # no second warning
+            np.testing.assert_array_equal(k(np.ones(2)), np.full(2, 2.0))
+    finally:
+        del kernels.REGISTRY["test_fails_to_compile"]
+
+
+def test_a_launch_error_is_not_mistaken_for_a_compile_error(monkeypatch):
+    def fail(*args, **kwargs):
+        raise MemoryError("out of device memory")
+
+    k = kernels.Elementwise("test_launch_error", "T x", "T y", "y = x;", fallback=lambda x: x)
+    try:
+        monkeypatch.setattr(kernels, "_is_cupy", lambda args: True)
+        monkeypatch.setattr(k, "_build", lambda cp: fail)
+        monkeypatch.setattr(backend, "_cupy", lambda: None)
+        with pytest.raises(MemoryError):
+            k(np.ones(3))
+    finally:
+        del kernels.REGISTRY["test_launch_error"]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA compiler) is not installed")
+@pytest.mark.parametrize("ctype", ["float", "double"])
+def test_every_kernel_body_compiles_with_nvcc(tmp_path, ctype):
+    src = tmp_path / "kernels.cu"
+    src.write_text(kernel_emulator.cuda_source(kernels.REGISTRY.values(), ctype))
+    done = subprocess.run(["nvcc", "-arch=sm_90", "-c", "-o", str(tmp_path / "k.o"), str(src)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name", sorted(CASES))
+@given(data=st.data())
+def test_cuda_kernel_agrees_with_its_fallback(name, dtype, data):
+    import cupy as cp
+    kernel = kernels.REGISTRY[name]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    args = CASES[name](data.draw, rng, dtype)
+
+    def on_gpu():
+        return tuple(cp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
+
+    got = kernel(*on_gpu())
+    with mg.use_kernels(False):
+        want = kernel(*on_gpu())
+    assert not kernel._broken, f"kernel {name} failed to compile on this GPU"
+    _assert_agree(name, tuple(cp.asnumpy(a) for a in _as_tuple(got)),
+                  tuple(cp.asnumpy(a) for a in _as_tuple(want)), dtype)
