@@ -39,6 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the MLP's GELU in both frameworks: GPT-2's tanh approximation (default, "
                          "as TransformerLM) or the exact one (erf, as nanoGPT)")
     common.add_common_args(ap, repeats=7, warmup=2)
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="minigrad's iteration recorded once as a CUDA graph and replayed "
+                         "(minigrad.graphs; needs --device cuda)")
+    ap.add_argument("--no-kernels", action="store_true",
+                    help="minigrad without its custom CUDA kernels (the xp fallbacks), to "
+                         "measure what the kernels give")
     ap.add_argument("--profile", action="store_true",
                     help="after timing: forward/backward/update times per framework (a JSON "
                          "line), and cProfile of 3 minigrad iterations (stderr); 1 for --preset medium")
@@ -67,7 +73,12 @@ def main(argv=None) -> None:
     peak = machine_peak_gflops(args, torch)
     machine_peak = max(peak.values())
 
-    fns = {"minigrad": workloads.minigrad_gpt(cfg, device=args.device)}
+    if args.cuda_graph and not args.device.startswith("cuda"):
+        raise SystemExit("gpt.py: --cuda-graph needs --device cuda")
+    if args.no_kernels:
+        import minigrad
+        minigrad.use_kernels(False)
+    fns = {"minigrad": workloads.minigrad_gpt(cfg, device=args.device, cuda_graph=args.cuda_graph)}
     if torch is not None:
         fns["torch"] = workloads.torch_gpt(torch, cfg, device=args.device)
     first_loss = {name: f() for name, f in fns.items()}     # an untimed call; the losses should agree
@@ -83,7 +94,8 @@ def main(argv=None) -> None:
         columns[name] = {"tokens/s": f"{extra[name]['tokens_per_s']:,.0f}", "GFLOP/s": f"{gflops:.1f}",
                          "% of peak": f"{100 * gflops / machine_peak:.1f}"}
     config = {"preset": args.preset, **cfg.as_dict(), "dropout": 0.0, "dtype": "float32",
-              "threads": args.threads, "device": args.device, "matmul_flops_per_iter": flops["per_iter"],
+              "threads": args.threads, "device": args.device, "cuda_graph": args.cuda_graph,
+              "custom_kernels": not args.no_kernels, "matmul_flops_per_iter": flops["per_iter"],
               "params": workloads.gpt_param_count(cfg)["total"], "peak_gflops": peak}
     bench = f"gpt-{args.preset}"
     common.report(bench, config, times, extra)

@@ -162,13 +162,41 @@ class TrainStep:
 
 # --------------------------------------------------------------------------- minigrad
 
-def _minigrad_step(model, x, y, device: str = "cpu") -> TrainStep:
+class GraphedTrainStep(TrainStep):
+    """minigrad's whole iteration recorded once as a CUDA graph and replayed
+    (``minigrad.graphs``); its phases cannot be timed apart."""
+
+    def __init__(self, step, x, y):
+        self.step, self.x, self.y = step, x, y
+
+    def __call__(self) -> float:
+        return float(self.step(self.x, self.y).item())
+
+    def timed_phases(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        self()
+        return {"graph replay": time.perf_counter() - t0}
+
+
+def _minigrad_step(model, x, y, device: str = "cpu", cuda_graph: bool = False) -> TrainStep:
     import minigrad as mg
     from minigrad import optim
     model.to(device)
     x, y = mg.tensor(x, device=device), mg.tensor(y, device=device)
-    opt = model.configure_optimizers(weight_decay=WEIGHT_DECAY, lr=LR, betas=BETAS)
+    opt = model.configure_optimizers(weight_decay=WEIGHT_DECAY, lr=LR, betas=BETAS,
+                                     capturable=cuda_graph)
     params = [p for p in model.parameters() if p.requires_grad]
+    if cuda_graph:
+        from minigrad.graphs import graphed_step
+
+        def whole_step(xb, yb):
+            loss = model(xb, yb)[1]
+            loss.backward()
+            optim.clip_grad_norm_(params, CLIP)
+            opt.step()
+            opt.zero_grad()
+            return loss
+        return GraphedTrainStep(graphed_step(whole_step, opt), x, y)
 
     def update() -> None:
         optim.clip_grad_norm_(params, CLIP)
@@ -180,7 +208,7 @@ def _minigrad_step(model, x, y, device: str = "cpu") -> TrainStep:
     return TrainStep(forward, lambda loss: loss.backward(), update)
 
 
-def minigrad_gpt(c: GPTConfig, seed: int = 0, device: str = "cpu") -> TrainStep:
+def minigrad_gpt(c: GPTConfig, seed: int = 0, device: str = "cpu", cuda_graph: bool = False) -> TrainStep:
     import minigrad as mg
     from lmroad.models import TransformerLM
     mg.manual_seed(seed)
@@ -188,7 +216,7 @@ def minigrad_gpt(c: GPTConfig, seed: int = 0, device: str = "cpu") -> TrainStep:
                           n_embd=c.n_embd, block_size=c.block_size, dropout=0.0,
                           activation=c.activation)
     x, y = _batch(c.vocab_size, c.batch_size, c.block_size, seed)
-    return _minigrad_step(model, x, y, device)
+    return _minigrad_step(model, x, y, device, cuda_graph)
 
 
 def minigrad_rnn(c: RNNBenchConfig, seed: int = 0, device: str = "cpu") -> TrainStep:

@@ -305,9 +305,27 @@ def set_rng_state(state: dict) -> None:
     _rng.gen = gen
 
 
+def is_capturing() -> bool:
+    """Is the current CUDA stream being captured into a graph (``minigrad.graphs``)?
+    False when CuPy was never imported."""
+    import sys
+    cp = sys.modules.get("cupy")
+    if cp is None:
+        return False
+    try:
+        return bool(cp.cuda.get_current_stream().is_capturing())
+    except Exception:  # no GPU, or a query the driver refuses: not capturing
+        return False
+
+
 def random_uniform(shape, dtype, dev: Device):
     """U[0, 1) on ``dev``; on cuda drawn on the GPU (see ``manual_seed``)."""
     if dev.type == "cuda":
+        if is_capturing():
+            raise RuntimeError(
+                "random numbers (dropout, ...) drawn inside a captured CUDA graph would repeat "
+                "the same values at every replay (the generator's state is on the host); "
+                "capture a step without dropout, or run it eagerly")
         cp = _cupy()
         gen = _rng.cuda_gens.get(dev.index)
         if gen is None:

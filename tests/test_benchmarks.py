@@ -21,6 +21,7 @@ SCRIPTS = {
     "lstm": (["lstm.py", "--smoke"], {"lstm"}),
     # the device path that benchmarks/gpu_check.sh takes with --device cuda, on the strict fake device
     "gpt-device": (["gpt.py", "--smoke", "--device", "fake"], {"gpt-smoke"}),
+    "gpt-no-kernels": (["gpt.py", "--smoke", "--device", "fake", "--no-kernels"], {"gpt-smoke"}),
     "lstm-device": (["lstm.py", "--smoke", "--device", "fake"], {"lstm"}),
     "rnn": (["lstm.py", "--smoke", "--cell", "rnn"], {"rnn"}),
     "scaling": (["scaling.py", "--smoke"], {"gpt-scaling"}),
@@ -56,3 +57,10 @@ def test_benchmark_script_prints_json_lines(name, tmp_path):
             assert r["tokens_per_s"] > 0
         if "first_loss" in r:
             assert 0 < r["first_loss"] < 10                                 # ~ln(65) = 4.17 at the start
+
+
+def test_cuda_graph_flag_without_a_cuda_device_is_refused_by_name(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "gpt.py"), "--smoke", "--cuda-graph"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert proc.returncode != 0 and "--cuda-graph needs --device cuda" in proc.stderr

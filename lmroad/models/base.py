@@ -213,13 +213,15 @@ class LanguageModel(nn.Module):
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self, weight_decay: float = 0.1, lr: float = 3e-4,
-                             betas: tuple[float, float] = (0.9, 0.95)) -> optim.AdamW:
+                             betas: tuple[float, float] = (0.9, 0.95),
+                             capturable: bool = False) -> optim.AdamW:
         """AdamW with two parameter groups, as nanoGPT: matrices and embeddings
-        (ndim >= 2) decay, biases and LayerNorm weights (ndim < 2) do not."""
+        (ndim >= 2) decay, biases and LayerNorm weights (ndim < 2) do not.
+        ``capturable``: for a step recorded as a CUDA graph (``minigrad.graphs``)."""
         if not any(p.requires_grad for p in self.parameters()):
             raise TypeError(f"{type(self).__name__} has no parameters to train")
         return optim.AdamW(optim.param_groups_for_weight_decay(self, weight_decay), lr=lr,
-                           betas=betas)
+                           betas=betas, capturable=capturable)
 
     # ----------------------------------------------------------------- generation
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0,

@@ -24,14 +24,46 @@ class Adam(Optimizer):
 
     The bias corrections 1 − βᵗ undo the zero initialisation of m and v.
     The step count t is a host integer, so no device value is ever read.
+
+    ``capturable=True`` (as PyTorch's): t and the learning rate live on the
+    device instead (a 0-d array per parameter, one per group), so that a step
+    captured in a CUDA graph (``minigrad.graphs``) advances the bias correction
+    and follows a learning-rate schedule when replayed. Each ``step()`` copies
+    the groups' ``lr`` to the device first, except while being captured (a
+    graphed step does it before each replay).
     """
 
     state_keys = ("exp_avg", "exp_avg_sq")
     decoupled_weight_decay = False
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+                 eps: float = 1e-8, weight_decay: float = 0.0, capturable: bool = False):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        self.capturable = bool(capturable)
+        self._lr_device: dict[tuple, Any] = {}     # (group index, device, dtype) -> 0-d array
+
+    def write_lr_to_device(self) -> None:
+        """Copy each group's ``lr`` into its device array (capturable mode)."""
+        for (gi, _, _), arr in self._lr_device.items():
+            arr.fill(float(self.param_groups[gi]["lr"]))
+
+    def step(self, closure=None):
+        if self.capturable and not backend.is_capturing():
+            self.write_lr_to_device()
+        return super().step(closure)
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        for entry in sd["state"].values():   # a device step count is saved as the integer it holds
+            entry["step"] = int(round(float(backend.to_host(entry["step"])))) \
+                if backend.is_array(entry["step"]) else entry["step"]
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if self.capturable:
+            for p, entry in self.state.items():
+                entry["step"] = p.xp.full((), entry["step"], dtype=p.dtype)
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
         super()._check_hyperparameters(group)
@@ -46,15 +78,28 @@ class Adam(Optimizer):
         lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = (float(b) for b in group["betas"])
         if not state:
-            state["step"] = 0
+            state["step"] = xp.zeros((), dtype=p.dtype) if self.capturable else 0
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
-        state["step"] += 1
+        state["step"] += 1                        # capturable: in place on the device
+        if self.capturable:
+            lr_dev = self._lr_array(group, p)
+            _ADAM_STEP_DEVICE(g, lr_dev, state["step"], wd if self.decoupled_weight_decay else 0.0,
+                              0.0 if self.decoupled_weight_decay else wd, beta1, beta2, eps,
+                              p.data, state["exp_avg"], state["exp_avg_sq"])
+            return
         t = state["step"]
         decay = 1.0 - lr * wd if self.decoupled_weight_decay else 1.0
         l2 = 0.0 if self.decoupled_weight_decay else wd
         _ADAM_STEP(g, decay, l2, beta1, beta2, lr / (1.0 - beta1 ** t), math.sqrt(1.0 - beta2 ** t),
                    eps, p.data, state["exp_avg"], state["exp_avg_sq"])
+
+    def _lr_array(self, group: dict[str, Any], p: Tensor):
+        key = (group["_index"], str(p.device), p.dtype.str)
+        arr = self._lr_device.get(key)
+        if arr is None:
+            arr = self._lr_device[key] = p.xp.full((), float(group["lr"]), dtype=p.dtype)
+        return arr
 
 
 def _adam_step_raw(g, decay, l2, beta1, beta2, step_size, bias2_sqrt, eps, p, m, v):
@@ -82,3 +127,32 @@ _ADAM_STEP = Elementwise(
     v = beta2 * v + (T(1) - beta2) * gg * gg;
     p = p - step_size * (m / (sqrt(v) / bias2_sqrt + eps));""",
     fallback=_adam_step_raw)
+
+
+def _adam_step_device_raw(g, lr, t, decoupled_wd, l2, beta1, beta2, eps, p, m, v):
+    """One Adam step with the learning rate ``lr`` and step count ``t`` as device arrays."""
+    xp = backend.xp_of(p)
+    if l2 != 0.0:
+        g = g + l2 * p
+    if decoupled_wd != 0.0:
+        p *= 1 - lr * decoupled_wd
+    m *= beta1
+    m += (1.0 - beta1) * g
+    v *= beta2
+    v += (1.0 - beta2) * (g * g)
+    denom = xp.sqrt(v) / xp.sqrt(1 - beta2 ** t) + eps
+    p -= lr / (1 - beta1 ** t) * (m / denom)
+    return p, m, v
+
+
+# capturable: the bias corrections computed from t on the device, per element (cheap there)
+_ADAM_STEP_DEVICE = Elementwise(
+    "adam_step_device", "T g, T lr, T t, T decoupled_wd, T l2, T beta1, T beta2, T eps",
+    "T p, T m, T v",
+    """const T gg = g + l2 * p;
+    p = p * (T(1) - lr * decoupled_wd);
+    m = beta1 * m + (T(1) - beta1) * gg;
+    v = beta2 * v + (T(1) - beta2) * gg * gg;
+    const T step_size = lr / (T(1) - pow(beta1, t));
+    p = p - step_size * (m / (sqrt(v) / sqrt(T(1) - pow(beta2, t)) + eps));""",
+    fallback=_adam_step_device_raw)

@@ -114,8 +114,9 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             hyper = {k: v for k, v in group.items() if k != "params"}
+            hyper["_index"] = index
             for p in group["params"]:
                 if p.grad is None:
                     continue

@@ -103,6 +103,13 @@ def _adam_step(draw, rng, dt):
             float(np.sqrt(1 - 0.999 ** t)), 1e-8, x, m, v)
 
 
+def _adam_step_device(draw, rng, dt):
+    g, decay, l2, b1, b2, _, _, eps, p, m, v = _adam_step(draw, rng, dt)
+    t = np.array(draw(st.integers(1, 1000)), dtype=dt)          # 0-d arrays, as on the device
+    lr = np.array(1e-3, dtype=dt)
+    return g, lr, t, (1 - decay) / 1e-3, l2, b1, b2, eps, p, m, v
+
+
 def _sum_exp(draw, rng, dt):
     x = _masked_rows(draw, rng, dt)
     return x, _row_max(x)
@@ -183,7 +190,7 @@ CASES = {
     "gelu_tanh": _gelu, "gelu_exact": _gelu,
     "gelu_tanh_backward": _gelu_backward, "gelu_exact_backward": _gelu_backward,
     "lstm_forward": _lstm_forward, "lstm_backward": _lstm_backward,
-    "adam_step": _adam_step,
+    "adam_step": _adam_step, "adam_step_device": _adam_step_device,
     "sum_exp": _sum_exp, "softmax_normalize": _softmax_normalize, "row_dot": _row_dot,
     "softmax_backward": _softmax_backward, "cross_entropy_backward": _cross_entropy_backward,
     "layer_norm_mean": _ln_mean, "layer_norm_var": _ln_var,
