@@ -139,13 +139,15 @@ class GraphedStep:
         if len(inputs) != len(self._static):
             raise TypeError(f"graphed_step: recorded with {len(self._static)} inputs, "
                             f"called with {len(inputs)}")
+        cp = backend._cupy()
         stream = self.graph.stream
+        stream.wait_event(cp.cuda.get_current_stream().record())    # the inputs are ready
         with stream:                                   # ordered before the replay on its stream
             self._copy_in(inputs)
             if self.optimizer is not None:
                 self.optimizer.write_lr_to_device()
         self.graph.replay()
-        backend._cupy().cuda.get_current_stream().wait_event(stream.record())
+        cp.cuda.get_current_stream().wait_event(stream.record())     # later work sees the step
         return self._out
 
 

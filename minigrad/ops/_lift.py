@@ -25,7 +25,11 @@ def lift(x, like: Tensor, op: str) -> Tensor:
             dt = like.dtype if kind != "b" else np.dtype("int64")
         else:
             dt = like.dtype if kind == "f" else get_default_dtype()
-        return Tensor._make(like.xp.asarray(x, dtype=dt), like._device)
+        if like._device.type == "cpu":
+            return Tensor._make(np.asarray(x, dtype=dt), like._device)
+        # on a GPU a fill kernel with the number as its argument: no host-to-device copy
+        # (which a CUDA graph capture would refuse)
+        return Tensor._make(like.xp.full((), x, dtype=dt), like._device)
     if backend.is_array(x):
         if backend.device_of(x) != like._device:
             raise DeviceError(f"{op}: an array on {backend.device_of(x)} met a tensor on "
