@@ -17,7 +17,7 @@ from .tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "layer_norm", "embedding",
            "dropout", "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear", "lstm_cell",
-           "relu", "gelu", "sigmoid", "tanh"]
+           "gru_cell", "relu", "gelu", "sigmoid", "tanh"]
 
 
 def _check_targets(target: Tensor, input: Tensor, n_classes: int, ignore_index: int, op: str) -> None:
@@ -204,6 +204,23 @@ def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
                         "give both the same float dtype")
     hc = fused.LSTMCellUpdate.apply(gates, c)
     return hc[..., :H], hc[..., H:]
+
+
+def gru_cell(gx: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+    """The state update of a GRU from its two projections, fused.
+
+    ``gx`` = W_ih x + b_ih and ``gh`` = W_hh h + b_hh, each (..., 3H) in PyTorch's
+    order (r, z, n); ``h`` (..., H). Returns h' = n + z⊙(h - n) with
+    r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r⊙h_n)."""
+    require_float(gx, "gru_cell")
+    H = h.shape[-1] if h.ndim else 0
+    if h.ndim == 0 or gx.shape != h.shape[:-1] + (3 * H,) or gh.shape != gx.shape:
+        raise ValueError(f"gru_cell: gx {gx.shape}, gh {gh.shape} and hidden state {h.shape} do "
+                         "not fit; need (..., 3H), (..., 3H) and (..., H)")
+    if not gx.dtype == gh.dtype == h.dtype:
+        raise TypeError(f"gru_cell: dtypes differ (gx {gx.dtype}, gh {gh.dtype}, h {h.dtype}); "
+                        "give all three the same float dtype")
+    return fused.GRUCellUpdate.apply(gx, gh, h)
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:

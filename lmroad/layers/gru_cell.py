@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from minigrad import functional as F
 from minigrad.tensor import Tensor
 
 from ._cell import RecurrentCell
@@ -28,9 +29,8 @@ class GRUCell(RecurrentCell):
     gates: ClassVar[int] = 3
 
     def recurrence(self, gx: Tensor, h: Tensor) -> Tensor:
-        x_r, x_z, x_n = gx.split(3, axis=-1)                       # each (B, H)
-        h_r, h_z, h_n = self.hidden_projection(h).split(3, axis=-1)
-        r = (x_r + h_r).sigmoid()
-        z = (x_z + h_z).sigmoid()
-        n = (x_n + r * h_n).tanh()
-        return n + z * (h - n)                                     # = (1 - z) n + z h
+        gh = self.hidden_projection(h)                             # (B, 3H), order r, z, n
+        # r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r⊙h_n), h' = n + z⊙(h - n):
+        # one fused node (minigrad.ops.fused.GRUCellUpdate; gru_cell_reference there is the
+        # same in plain ops)
+        return F.gru_cell(gx, gh, h)                               # (B, H)

@@ -470,6 +470,119 @@ class LSTMCellUpdate(Function):
         return Tensor._make(da, a._device), Tensor._make(dc, c._device)
 
 
+def gru_cell_reference(gx: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+    """The GRU state update from composite ops."""
+    H = h.shape[-1]
+    x_r, x_z, x_n = (gx[..., k * H:(k + 1) * H] for k in range(3))
+    h_r, h_z, h_n = (gh[..., k * H:(k + 1) * H] for k in range(3))
+    r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
+    n = (x_n + r * h_n).tanh()
+    return n + z * (h - n)
+
+
+def _gru_forward_raw(gx, gh, h, H, saved):
+    """h' (..., H); fills saved (..., 4H) = [r, z, n, h_n]."""
+    xp = backend.xp_of(gx)
+    half = gx.dtype.type(0.5)
+    rz = gx[..., :2 * H] + gh[..., :2 * H]
+    xp.multiply(rz, half, out=rz)
+    xp.tanh(rz, out=rz)
+    rz += 1
+    rz *= half                                           # σ = (tanh(a/2) + 1) / 2
+    saved[..., :2 * H] = rz
+    saved[..., 3 * H:] = gh[..., 2 * H:]
+    r, z = rz[..., :H], rz[..., H:]
+    n = saved[..., 2 * H:3 * H]
+    xp.tanh(gx[..., 2 * H:] + r * gh[..., 2 * H:], out=n)
+    return n + z * (h - n)
+
+
+def _gru_backward_raw(saved, h, g, H, dgx, dgh):
+    """Fill dgx, dgh (..., 3H) and return dh (..., H)."""
+    r, z, n, hn = (saved[..., k * H:(k + 1) * H] for k in range(4))
+    dn = g * (1 - z) * (1 - n * n)                       # through tanh: dL/d(pre-activation of n)
+    dz = g * (h - n) * z * (1 - z)
+    dr = dn * hn * r * (1 - r)
+    dgx[..., :H] = dr
+    dgx[..., H:2 * H] = dz
+    dgx[..., 2 * H:] = dn
+    dgh[..., :2 * H] = dgx[..., :2 * H]
+    dgh[..., 2 * H:] = dn * r
+    return g * z
+
+
+# One thread per (row, unit), as the LSTM's: gate order r, z, n in (..., 3H)
+_GRU_FORWARD = Elementwise(
+    "gru_forward", "raw T gx, raw T gh, T h, int32 H", "T y, raw T saved",
+    """const ptrdiff_t j = i % H, r3 = (i / H) * 3 * H, r4 = (i / H) * 4 * H;
+    const T r = T(0.5) * (tanh(T(0.5) * (gx[r3 + j] + gh[r3 + j])) + T(1));
+    const T z = T(0.5) * (tanh(T(0.5) * (gx[r3 + H + j] + gh[r3 + H + j])) + T(1));
+    const T hn = gh[r3 + 2 * H + j];
+    const T n = tanh(gx[r3 + 2 * H + j] + r * hn);
+    y = n + z * (h - n);
+    saved[r4 + j] = r;
+    saved[r4 + H + j] = z;
+    saved[r4 + 2 * H + j] = n;
+    saved[r4 + 3 * H + j] = hn;""",
+    fallback=lambda gx, gh, h, H, y, saved: _gru_fill(y, _gru_forward_raw(gx, gh, h, H, saved)))
+_GRU_BACKWARD = Elementwise(
+    "gru_backward", "raw T saved, T h, T g, int32 H", "raw T dgx, raw T dgh, T dh",
+    """const ptrdiff_t j = i % H, r3 = (i / H) * 3 * H, r4 = (i / H) * 4 * H;
+    const T r = saved[r4 + j], z = saved[r4 + H + j], n = saved[r4 + 2 * H + j];
+    const T hn = saved[r4 + 3 * H + j];
+    const T dn = g * (T(1) - z) * (T(1) - n * n);
+    const T dz = g * (h - n) * z * (T(1) - z);
+    const T dr = dn * hn * r * (T(1) - r);
+    dgx[r3 + j] = dr;
+    dgx[r3 + H + j] = dz;
+    dgx[r3 + 2 * H + j] = dn;
+    dgh[r3 + j] = dr;
+    dgh[r3 + H + j] = dz;
+    dgh[r3 + 2 * H + j] = dn * r;
+    dh = g * z;""",
+    fallback=lambda saved, h, g, H, dgx, dgh, dh: (dgx, dgh, _gru_fill(
+        dh, _gru_backward_raw(saved, h, g, H, dgx, dgh))))
+
+
+def _gru_fill(out, value):
+    out[...] = value
+    return out
+
+
+class GRUCellUpdate(Function):
+    """The elementwise half of a GRU step, one node instead of eleven:
+
+        r = σ(x_r + h_r),  z = σ(x_z + h_z),  n = tanh(x_n + r ⊙ h_n),  h' = n + z ⊙ (h - n)
+
+    Inputs: gx = W_ih x + b_ih and gh = W_hh h + b_hh, each (..., 3H) in
+    PyTorch's gate order (r, z, n), and h (..., H). Backward, with
+    dn = g (1 - z)(1 - n²):  d(x_n) = dn, d(h_n) = dn r, d(x_r) = d(h_r) = dn h_n r(1-r),
+    d(x_z) = d(h_z) = g (h - n) z(1-z), dh = g z (plus what flows through gh).
+    Keeps r, z, n and h_n; one CUDA kernel each way on a GPU."""
+    op_name = "gru_cell"
+
+    def forward(self, gx, gh, h):
+        xp = backend.xp_of(gx)
+        H = h.shape[-1]
+        y = xp.empty(h.shape, dtype=h.dtype)
+        self.saved = xp.empty(h.shape[:-1] + (4 * H,), dtype=h.dtype)
+        _GRU_FORWARD(xp.ascontiguousarray(gx), xp.ascontiguousarray(gh), h, H, y, self.saved)
+        return y
+
+    def backward(self, g):
+        gx, gh, h = self.inputs
+        if is_grad_enabled():
+            return _vjp_of(gru_cell_reference, (gx, gh, h), g)
+        xp = gx.xp
+        H = h.shape[-1]
+        dgx = xp.empty(gx.shape, dtype=gx.dtype)
+        dgh = xp.empty(gh.shape, dtype=gh.dtype)
+        dh = xp.empty(h.shape, dtype=h.dtype)
+        _GRU_BACKWARD(self.saved, h.data, g.data, H, dgx, dgh, dh)
+        dev = g._device
+        return Tensor._make(dgx, dev), Tensor._make(dgh, dev), Tensor._make(dh, dev)
+
+
 def linear_reference(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """x Wᵀ + b from composite ops."""
     y = x @ w.swapaxes(0, 1)

@@ -682,6 +682,26 @@ register("lstm_cell", lambda a, c: mg.concatenate(list(F.lstm_cell(a, c)), axis=
 
 
 @st.composite
+def _gru_cell_cases(draw, min_side):
+    batch = draw(shapes(max_dims=2, max_side=2, min_side=min_side))
+    H = draw(st.integers(1, 3))
+    return Case((draw(arrays(batch + (3 * H,))), draw(arrays(batch + (3 * H,))),
+                 draw(arrays(batch + (H,)))), {})
+
+
+def _ref_gru_cell(gx, gh, h):
+    H = h.shape[-1]
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    r = sig(gx[..., :H] + gh[..., :H])
+    z = sig(gx[..., H:2 * H] + gh[..., H:2 * H])
+    n = np.tanh(gx[..., 2 * H:] + r * gh[..., 2 * H:])
+    return (1 - z) * n + z * h
+
+
+register("gru_cell", F.gru_cell, _gru_cell_cases, _ref_gru_cell, empty_ok=True)
+
+
+@st.composite
 def _mse_cases(draw, min_side):
     shape = draw(shapes(min_side=min_side))
     return Case((draw(arrays(shape)), draw(arrays(shape))),

@@ -91,6 +91,22 @@ def _lstm_backward(draw, rng, dt):
             H, np.empty((B, 4 * H), dt), np.empty((B, H), dt))
 
 
+def _gru_forward(draw, rng, dt):
+    B, H = _lstm_shapes(draw)
+    gx, gh = ((rng.standard_normal((B, 3 * H)) * 2).astype(dt) for _ in range(2))
+    h = rng.standard_normal((B, H)).astype(dt)
+    return gx, gh, h, H, np.empty((B, H), dt), np.empty((B, 4 * H), dt)
+
+
+def _gru_backward(draw, rng, dt):
+    B, H = _lstm_shapes(draw)
+    saved = rng.random((B, 4 * H)).astype(dt)
+    saved[:, 2 * H:] = saved[:, 2 * H:] * 2 - 1                 # n (a tanh) and h_n
+    h, g = (rng.standard_normal((B, H)).astype(dt) for _ in range(2))
+    return (saved, h, g, H, np.empty((B, 3 * H), dt), np.empty((B, 3 * H), dt),
+            np.empty((B, H), dt))
+
+
 def _adam_step(draw, rng, dt):
     x = _rows(draw, rng, dt)
     decoupled = draw(st.booleans())
@@ -190,6 +206,7 @@ CASES = {
     "gelu_tanh": _gelu, "gelu_exact": _gelu,
     "gelu_tanh_backward": _gelu_backward, "gelu_exact_backward": _gelu_backward,
     "lstm_forward": _lstm_forward, "lstm_backward": _lstm_backward,
+    "gru_forward": _gru_forward, "gru_backward": _gru_backward,
     "adam_step": _adam_step, "adam_step_device": _adam_step_device,
     "sum_exp": _sum_exp, "softmax_normalize": _softmax_normalize, "row_dot": _row_dot,
     "softmax_backward": _softmax_backward, "cross_entropy_backward": _cross_entropy_backward,
