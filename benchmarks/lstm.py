@@ -1,21 +1,22 @@
-"""A char-LSTM (or char-RNN) training iteration, minigrad against PyTorch, side by side.
+"""A char-LSTM (or char-GRU, char-RNN) training iteration, minigrad against PyTorch, side by side.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/lstm.py              # LSTM
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/lstm.py --cell gru   # GRU
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/lstm.py --cell rnn   # tanh RNN
 
 The model: embedding (65 characters -> 256), 2 layers of cells with hidden
 size 256 stepped one time step at a time over a sequence of 64, a Linear to
 the vocabulary; batch 32, float32. minigrad runs lmroad's ``LSTMLM``/``RNNLM``
 (``RNNLM(cell=...)``); PyTorch runs the same model stepping ``nn.LSTMCell``/
-``nn.RNNCell`` in a Python loop ("torch", the like-for-like comparison) and,
-for reference, one fused ``nn.LSTM``/``nn.RNN`` over the whole sequence
+``nn.GRUCell``/``nn.RNNCell`` in a Python loop ("torch", the like-for-like
+comparison) and, for reference, one fused ``nn.LSTM``/``nn.GRU``/``nn.RNN`` over the whole sequence
 ("torch_fused": what PyTorch users would write; its C++ loop shows how much of
 the stepped cost is Python and per-op overhead). One iteration is forward,
 backward, gradient clipping and an AdamW step (see workloads.py).
 
 Prints one JSON line per framework (ms per iteration: median, min, max;
 tokens/s; achieved GFLOP/s from ``workloads.rnn_matmul_flops``:
-6·(L·2·G·H² + H·V) per token, G = 4 gates for the LSTM, 1 for the RNN), then
+6·(L·2·G·H² + H·V) per token, G = 4 gates for the LSTM, 3 for the GRU, 1 for the RNN), then
 one with the ratios minigrad / each PyTorch variant; a table goes to stderr.
 """
 
@@ -28,7 +29,7 @@ import common
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cell", choices=("lstm", "rnn"), default="lstm")
+    ap.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
     ap.add_argument("--no-fused", action="store_true", help="skip PyTorch's fused nn.LSTM/nn.RNN")
     common.add_common_args(ap, repeats=7, warmup=2)
     ap.add_argument("--profile", action="store_true",

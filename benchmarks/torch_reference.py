@@ -74,9 +74,10 @@ def build(torch):
             self.kind, self.fused, self.layers, self.hidden = cell, fused, layers, hidden
             self.emb = nn.Embedding(vocab, hidden)
             if fused:
-                self.rnn = (nn.LSTM if cell == "lstm" else nn.RNN)(hidden, hidden, layers, batch_first=True)
+                fused_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
+                self.rnn = fused_cls(hidden, hidden, layers, batch_first=True)
             else:
-                Cell = nn.LSTMCell if cell == "lstm" else nn.RNNCell
+                Cell = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}[cell]
                 self.cells = nn.ModuleList(Cell(hidden, hidden) for _ in range(layers))
             self.out = nn.Linear(hidden, vocab)
 

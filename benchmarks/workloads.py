@@ -61,7 +61,7 @@ GPT_PRESETS = {
 
 @dataclass(frozen=True)
 class RNNBenchConfig:
-    cell: str                     # "lstm" or "rnn"
+    cell: str                     # "lstm", "gru" or "rnn"
     hidden_size: int = 256        # also the embedding width
     num_layers: int = 2
     seq_len: int = 64
@@ -123,8 +123,8 @@ def rnn_matmul_flops(c: RNNBenchConfig) -> dict:
     Forward, per token: each layer's two products for all G gates at once,
     x W_ihᵀ (2·I·G·H) and h W_hhᵀ (2·H·G·H), with I = H here (the embedding is
     H wide), G = 4 for the LSTM and 1 for the tanh RNN; then the output layer
-    (2·H·V). Backward twice that: 6·(L·2·G·H² + H·V) per token."""
-    G = 4 if c.cell == "lstm" else 1
+    (2·H·V). Backward twice that: 6·(L·2·G·H² + H·V) per token. G = 3 for the GRU."""
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[c.cell]
     H = c.hidden_size
     per_token = 6 * (c.num_layers * 2 * G * H * H + H * c.vocab_size)
     tokens = c.batch_size * c.seq_len
@@ -257,7 +257,7 @@ def torch_gpt(torch, c: GPTConfig, seed: int = 0, device: str = "cpu") -> TrainS
 
 def torch_rnn(torch, c: RNNBenchConfig, fused: bool = False, seed: int = 0,
               device: str = "cpu") -> TrainStep:
-    """CharRNN stepping nn.LSTMCell/nn.RNNCell per time step, or (``fused``) one nn.LSTM/nn.RNN."""
+    """CharRNN stepping nn.LSTMCell/GRUCell/RNNCell per time step, or (``fused``) one nn.LSTM/GRU/RNN."""
     _, CharRNN = torch_reference.build(torch)
     torch.manual_seed(seed)
     model = CharRNN(c.vocab_size, c.hidden_size, c.num_layers, c.cell, fused=fused)

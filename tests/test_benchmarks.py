@@ -24,6 +24,7 @@ SCRIPTS = {
     "gpt-no-kernels": (["gpt.py", "--smoke", "--device", "fake", "--no-kernels"], {"gpt-smoke"}),
     "lstm-device": (["lstm.py", "--smoke", "--device", "fake"], {"lstm"}),
     "rnn": (["lstm.py", "--smoke", "--cell", "rnn"], {"rnn"}),
+    "gru": (["lstm.py", "--smoke", "--cell", "gru"], {"gru"}),
     "scaling": (["scaling.py", "--smoke"], {"gpt-scaling"}),
     "memory": (["memory.py", "--smoke"], {"memory-gpt-smoke", "memory-lstm-smoke"}),
 }
