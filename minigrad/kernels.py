@@ -113,8 +113,6 @@ class _Kernel:
 
     def __init__(self, name: str, in_params: str, out_params: str, fallback: Callable,
                  preamble: str):
-        if name in REGISTRY:
-            raise ValueError(f"kernel {name!r} is defined twice")
         self.name = name
         self.in_params, self.out_params = parse_params(in_params), parse_params(out_params)
         self.fallback = fallback
@@ -122,7 +120,12 @@ class _Kernel:
         self._spec = (in_params, out_params)
         self._compiled = None
         self._broken = False
-        REGISTRY[name] = self
+
+    def _register(self) -> None:
+        old = REGISTRY.get(self.name)
+        if old is not None and old._source() != self._source():   # the same again is fine (a REPL)
+            raise ValueError(f"kernel {self.name!r} is defined twice, with different bodies")
+        REGISTRY[self.name] = self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self._spec[0]!r} -> {self._spec[1]!r})"
@@ -170,6 +173,10 @@ class Elementwise(_Kernel):
                  fallback: Callable, preamble: str = ""):
         super().__init__(name, in_params, out_params, fallback, preamble)
         self.operation = operation
+        self._register()
+
+    def _source(self) -> tuple:
+        return (self._spec, self.operation, self.preamble)
 
     def _build(self, cp):
         return cp.ElementwiseKernel(self._spec[0], self._spec[1], self.operation,
@@ -190,6 +197,11 @@ class Reduction(_Kernel):
             raise ValueError(f"reduction kernel {name}: raw parameters are not supported")
         self.map_expr, self.reduce_expr = map_expr, reduce_expr
         self.post_map_expr, self.identity = post_map_expr, identity
+        self._register()
+
+    def _source(self) -> tuple:
+        return (self._spec, self.map_expr, self.reduce_expr, self.post_map_expr, self.identity,
+                self.preamble)
 
     def _build(self, cp):
         return cp.ReductionKernel(self._spec[0], self._spec[1], self.map_expr, self.reduce_expr,

@@ -80,13 +80,14 @@ def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 -
 
 
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    """Σx / n over ``axis``; NaN where nothing is averaged (an empty axis), as in PyTorch."""
     axes = normalize_axes(axis, x.ndim, "mean")
     if x.dtype.kind != "f":
         x = x.astype(get_default_dtype())
     n = math.prod(x.shape[a] for a in axes)
-    if n == 0:
-        raise ValueError(f"mean: reducing over an empty axis of a tensor of shape {x.shape}")
-    return Sum.apply(x, axes=axes, keepdims=keepdims) * (1.0 / n)
+    total = Sum.apply(x, axes=axes, keepdims=keepdims)
+    # the mean of nothing is 0/0: NaN, as in PyTorch and NumPy (without NumPy's warning)
+    return total * (1.0 / n if n else math.nan)
 
 
 def max(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001

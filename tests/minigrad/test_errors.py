@@ -170,13 +170,22 @@ def test_non_integer_axis_is_a_type_error(axis):
 @pytest.mark.parametrize("call, pattern", [
     (lambda: mg.zeros(0).max(), r"max: cannot reduce an empty tensor of shape \(0,\)"),
     (lambda: mg.zeros(0, 2).min(axis=0), r"min: cannot reduce an empty tensor"),
-    (lambda: mg.zeros(0).mean(), r"mean: reducing over an empty axis"),
     (lambda: mg.zeros(0).argmax(), r"argmax: cannot reduce an empty tensor"),
     (lambda: mg.zeros(1).var(ddof=1), r"var: 1 elements with ddof=1 leave no degrees of freedom"),
 ])
 def test_reducing_nothing_is_a_clear_error(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call()
+
+
+def test_the_mean_of_nothing_is_nan_as_in_pytorch(device):
+    x = mg.zeros(0, 3, device=device, requires_grad=True)
+    m = x.mean(axis=0)
+    assert m.shape == (3,) and np.isnan(m.numpy()).all()
+    assert np.isnan(mg.zeros(0, device=device).mean().numpy())
+    assert x.mean(axis=1).shape == (0,)             # averaging 3 things, zero times: no NaN
+    m.sum().backward()
+    assert x.grad.shape == (0, 3)
 
 
 # --------------------------------------------------------------------------- devices
