@@ -200,10 +200,31 @@ def _row_scatter_add(target: np.ndarray, idx: np.ndarray, values: np.ndarray) ->
 
 # --------------------------------------------------------------------------- validation syncs
 
+class Switch:
+    """A global on/off setting: a context manager, or called once to set the mode
+    (``restore()`` undoes). A subclass names its one-element list ``_state``."""
+
+    _state: list[bool]
+
+    def __init__(self, enabled: bool):
+        self._prev = self._state[0]
+        self._state[0] = bool(enabled)
+
+    def restore(self) -> None:
+        self._state[0] = self._prev
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.restore()
+        return False
+
+
 _device_checks = [True]
 
 
-class device_checks:
+class device_checks(Switch):
     """Turn the validation of index values on device arrays on or off (on by default).
 
     Checking that indices, targets or token ids are in range is free on the cpu
@@ -214,19 +235,7 @@ class device_checks:
     or read garbage). Checks on cpu arrays always run. Also usable as
     ``device_checks(False)`` called once (it sets the mode; ``restore()`` undoes)."""
 
-    def __init__(self, enabled: bool):
-        self._prev = _device_checks[0]
-        _device_checks[0] = bool(enabled)
-
-    def restore(self) -> None:
-        _device_checks[0] = self._prev
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.restore()
-        return False
+    _state = _device_checks
 
 
 def device_checks_enabled() -> bool:

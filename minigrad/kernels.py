@@ -50,25 +50,13 @@ REGISTRY: dict[str, Elementwise | Reduction] = {}
 _enabled = [os.environ.get("MINIGRAD_KERNELS", "1") not in ("0", "false", "no")]
 
 
-class use_kernels:
+class use_kernels(backend.Switch):
     """Turn the custom CUDA kernels on (default) or off; off, CuPy arrays take
     the ``xp`` fallbacks. A context manager, or call once to set the mode
     (``restore()`` undoes). For benchmarking one against the other, and as an
     escape hatch should a kernel misbehave on some GPU."""
 
-    def __init__(self, enabled: bool):
-        self._prev = _enabled[0]
-        _enabled[0] = bool(enabled)
-
-    def restore(self) -> None:
-        _enabled[0] = self._prev
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.restore()
-        return False
+    _state = _enabled
 
 
 def kernels_enabled() -> bool:

@@ -217,6 +217,12 @@ CASES = {
 }
 
 
+def _drawn_case(name, dtype, data):
+    """The kernel and a generated argument tuple for it (NumPy arrays and scalars)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    return kernels.REGISTRY[name], CASES[name](data.draw, rng, dtype)
+
+
 def _fresh(args):
     """Copies of the array arguments, so in-place outputs start equal for both runs."""
     return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
@@ -246,9 +252,7 @@ def test_every_kernel_has_a_case():
 @pytest.mark.parametrize("name", sorted(CASES))
 @given(data=st.data())
 def test_emulated_kernel_agrees_with_its_fallback(name, dtype, data):
-    kernel = kernels.REGISTRY[name]
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    args = CASES[name](data.draw, rng, dtype)
+    kernel, args = _drawn_case(name, dtype, data)
     want = kernel.fallback(*_fresh(args))
     with np.errstate(all="ignore"):
         got = kernel_emulator.run(kernel, *_fresh(args))
@@ -371,9 +375,7 @@ def test_every_kernel_body_compiles_with_nvcc(tmp_path, ctype):
 @given(data=st.data())
 def test_cuda_kernel_agrees_with_its_fallback(name, dtype, data):
     import cupy as cp
-    kernel = kernels.REGISTRY[name]
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    args = CASES[name](data.draw, rng, dtype)
+    kernel, args = _drawn_case(name, dtype, data)
 
     def on_gpu():
         return tuple(cp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
