@@ -17,7 +17,7 @@ from .tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "layer_norm", "embedding",
            "dropout", "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear", "lstm_cell",
-           "gru_cell", "relu", "gelu", "sigmoid", "tanh"]
+           "lstm_sequence", "gru_cell", "relu", "gelu", "sigmoid", "tanh"]
 
 
 def _check_targets(target: Tensor, input: Tensor, n_classes: int, ignore_index: int, op: str) -> None:
@@ -204,6 +204,37 @@ def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
                         "give both the same float dtype")
     hc = fused.LSTMCellUpdate.apply(gates, c)
     return hc[..., :H], hc[..., H:]
+
+
+def lstm_sequence(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor,
+                  bias_hh: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """An LSTM layer's recurrence over a whole sequence, fused (one graph node).
+
+    ``gx`` (T, ..., 4H): W_ih x_t + b_ih for every step, PyTorch's gate order
+    (i, f, g, o); ``h0``, ``c0`` (..., H); ``weight_hh`` (4H, H); ``bias_hh``
+    (4H,) or None. Returns (hs, (h_T, c_T)) with hs (T, ..., H): the same as
+    stepping ``lstm_cell(gx[t] + linear(h, weight_hh, bias_hh), c)``, with a
+    hand-written backward through time."""
+    require_float(gx, "lstm_sequence")
+    H = c0.shape[-1] if c0.ndim else 0
+    batch = h0.shape[:-1]
+    if (gx.ndim < 1 or c0.ndim == 0 or gx.shape[1:] != batch + (4 * H,) or h0.shape != c0.shape
+            or weight_hh.shape != (4 * H, H) or (bias_hh is not None and bias_hh.shape != (4 * H,))):
+        raise ValueError(
+            f"lstm_sequence: gx {gx.shape}, h0 {h0.shape}, c0 {c0.shape}, weight_hh {weight_hh.shape}"
+            f"{'' if bias_hh is None else f', bias_hh {bias_hh.shape}'} do not fit; need (T, ..., 4H), "
+            "(..., H), (..., H), (4H, H) and (4H,)")
+    dtypes = {t.dtype for t in (gx, h0, c0, weight_hh, bias_hh) if t is not None}
+    if len(dtypes) > 1:
+        raise TypeError(f"lstm_sequence: dtypes differ ({', '.join(sorted(map(str, dtypes)))}); "
+                        "give all the same float dtype")
+    T, B = gx.shape[0], math.prod(batch)
+    if T == 0:
+        return gx[..., :H], (h0, c0)
+    args = (gx.reshape((T, B, 4 * H)), h0.reshape((B, H)), c0.reshape((B, H)), weight_hh)
+    ys = fused.LSTMSequence.apply(*args, *(() if bias_hh is None else (bias_hh,)))
+    ys = ys.reshape((T,) + batch + (2 * H,))                   # (T, ..., 2H): [h_t, c_t]
+    return ys[..., :H], (ys[-1, ..., :H], ys[-1, ..., H:])
 
 
 def gru_cell(gx: Tensor, gh: Tensor, h: Tensor) -> Tensor:

@@ -2,7 +2,9 @@
 
 A probe temporarily shadows one method on one module *instance* (an instance
 attribute hides the class's method; deleting it restores the class's), so
-the model's own forward runs unchanged and the probe sees every call:
+the model's own forward runs unchanged and the probe sees every call (a
+recurrent probe also turns off the cell's fused whole-sequence op, which
+would run every step without calling ``recurrence``):
 
     with record_states(cell) as hs:        # every h_t a recurrent cell makes
         logits, _ = model(idx)
@@ -61,7 +63,7 @@ def record_states(cell: RecurrentCell) -> Iterator[list[Tensor]]:
         hs.append(new[0] if isinstance(new, tuple) else new)
         return new
 
-    with _shadow(cell, "recurrence", recurrence):
+    with _shadow(cell, "recurrence", recurrence), _shadow(cell, "fused_sequence", False):
         yield hs
 
 
@@ -86,7 +88,7 @@ def record_lstm_gates(cell: LSTMCell) -> Iterator[dict[str, list[np.ndarray]]]:
         out["c"].append(new[1].numpy().copy())
         return new
 
-    with _shadow(cell, "recurrence", recurrence):
+    with _shadow(cell, "recurrence", recurrence), _shadow(cell, "fused_sequence", False):
         yield out
 
 

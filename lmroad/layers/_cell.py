@@ -24,11 +24,15 @@ class RecurrentCell(nn.Module):
     ``weight_ih`` (G·H, I), ``weight_hh`` (G·H, H), ``bias_ih`` (G·H,),
     ``bias_hh`` (G·H,); all U(-1/√H, 1/√H) as in PyTorch.
 
-    A subclass sets ``gates`` and ``state_names`` and writes ``recurrence``.
+    A subclass sets ``gates`` and ``state_names`` and writes ``recurrence``;
+    it may also override ``sequence`` with a fused whole-sequence op.
     """
 
     gates: ClassVar[int] = 1
     state_names: ClassVar[tuple[str, ...]] = ("h",)   # ("h", "c") for the LSTM
+    #: whether ``sequence`` may use a fused whole-sequence op (a probe that must see every
+    #: step's ``recurrence`` call sets it False on the instance)
+    fused_sequence: bool = True
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
         super().__init__()
@@ -62,6 +66,15 @@ class RecurrentCell(nn.Module):
     def recurrence(self, gx: Tensor, state):
         """The new state from the projected input ``gx`` (B, G·H) and the state."""
         raise NotImplementedError
+
+    def sequence(self, gx: Tensor, state):
+        """The recurrence over a whole sequence: ``gx`` (T, B, G·H), the initial
+        state -> (hs (T, B, H), final state). Step by step here."""
+        outs = []
+        for t in range(gx.shape[0]):
+            state = self.recurrence(gx[t], state)
+            outs.append(state[0] if isinstance(state, tuple) else state)   # h_t (B, H)
+        return mg.stack(outs, axis=0), state
 
     # ------------------------------------------------------------------ states
     def zero_state(self, batch_shape: tuple[int, ...], like: Tensor):

@@ -113,19 +113,14 @@ class RecurrentLayer(nn.Module):
             final = state if state is not None else self._stack(states)
             return (out.swapaxes(0, 1) if batched and self.batch_first else out), final
         # The input projection W_ih x_t + b_ih of every step is one matrix product over the
-        # whole sequence (and so is its weight gradient); only the recurrence goes step by step.
-        # Reading step t as gx[t] is cheap in backward: the engine adds each slice's gradient
-        # into one buffer in place.
+        # whole sequence (and so is its weight gradient); only the recurrence goes step by step,
+        # in the cell's ``sequence``: gx[t] per step (cheap in backward: the engine adds each
+        # slice's gradient into one buffer in place), or one fused node (the LSTM's).
         y = x                                                   # (T, B, I)
         for k, cell in enumerate(self.cells):
             gx = cell.input_projection(y)                       # (T, B, G·H)
-            s = states[k]
-            outs = []
-            for t in range(T):
-                s = cell.recurrence(gx[t], s)
-                outs.append(self._h(s))                         # (B, H)
-            states[k] = s
-            y = self._between_layers(mg.stack(outs, axis=0), k)  # (T, B, H)
+            hs, states[k] = cell.sequence(gx, states[k])        # (T, B, H), final state
+            y = self._between_layers(hs, k)
         if batched and self.batch_first:
             y = y.swapaxes(0, 1)                                # (B, T, H)
         return y, self._stack(states)

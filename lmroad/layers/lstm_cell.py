@@ -67,5 +67,14 @@ class LSTMCell(RecurrentCell):
         # minigrad.ops.fused.LSTMCellUpdate; lstm_cell_reference there is the same in plain ops)
         return F.lstm_cell(gates, c)                        # (h', c'), each (B, H)
 
+    def sequence(self, gx: Tensor, state: tuple[Tensor, Tensor]):
+        """The whole sequence as one fused node (``F.lstm_sequence``: the same
+        steps, with a hand-written backward through time), unless a probe asked
+        for every step or a subclass changed the step (a peephole cell, say)."""
+        if not self.fused_sequence or type(self).recurrence is not LSTMCell.recurrence:
+            return super().sequence(gx, state)
+        hs, final = F.lstm_sequence(gx, *state, self.weight_hh, self.bias_hh)
+        return hs, final                                    # (T, B, H), (h_T, c_T)
+
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", forget_bias={self.forget_bias}" if self.forget_bias else "")

@@ -23,6 +23,17 @@ from ..tensor import Tensor, _check_dtype
 from .parameter import Parameter
 
 
+def _is_dtype(x) -> bool:
+    """Is ``x`` a dtype (``mg.float64``, ``"float64"``, ``np.float32``) rather than a device?"""
+    if isinstance(x, backend.Device):
+        return False
+    try:
+        np.dtype(x)
+    except TypeError:
+        return False
+    return True
+
+
 class Module:
     """Base class of every layer and model."""
 
@@ -176,7 +187,10 @@ class Module:
 
     def to(self, device=None, dtype=None) -> Module:
         """Move (and/or cast floating) parameters and buffers in place; the
-        Parameter objects stay the same, so an optimizer made before keeps working."""
+        Parameter objects stay the same, so an optimizer made before keeps working.
+        As in PyTorch, a dtype alone may come first: ``model.to(mg.float64)``."""
+        if dtype is None and device is not None and _is_dtype(device):
+            device, dtype = None, device
         dev = backend.device(device) if device is not None else None
         dt = _check_dtype(dtype, "Module.to") if dtype is not None else None
         if dt is not None and dt.kind != "f":

@@ -329,3 +329,48 @@ def test_sequence_layer_errors_name_the_layer_and_the_shapes():
         RNN(3, 4, dropout=-0.1)
     with pytest.raises(ValueError, match="num_layers must be a positive int"):
         GRU(3, 4, num_layers=0)
+
+
+@devices
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_the_fused_lstm_sequence_equals_the_step_by_step_graph(device, batch_first):
+    """LSTM runs each layer's recurrence as one fused node (F.lstm_sequence); turned
+    off, it steps the cell. Same outputs, final state and gradients, in float64."""
+    results = []
+    for fused in (True, False):
+        mg.manual_seed(3)
+        layer = LSTM(3, 4, num_layers=2, batch_first=batch_first).to(device).to(mg.float64)
+        for cell in layer.cells:
+            cell.fused_sequence = fused
+        x = mg.randn(2, 5, 3, dtype=mg.float64, device=device, requires_grad=True)
+        y, (h, c) = layer(x)
+        gy = mg.tensor(np.linspace(-1, 1, y.size).reshape(y.shape), device=device)
+        ((y * gy).sum() + (h * h).sum() + c.sum()).backward()
+        results.append([y.numpy(), h.numpy(), c.numpy(), x.grad.numpy()]
+                       + [p.grad.numpy() for p in layer.parameters()])
+    for fused, stepped in zip(*results):
+        np.testing.assert_allclose(fused, stepped, rtol=1e-10, atol=1e-12)
+
+
+def test_a_state_probe_still_sees_every_lstm_step():
+    from lmroad.experiments.probes import record_states
+    layer = LSTM(3, 4)
+    with record_states(layer.cells[0]) as hs:
+        y, _ = layer(mg.randn(6, 2, 3))
+    assert len(hs) == 6 and all(h.shape == (2, 4) for h in hs)
+    assert layer.cells[0].fused_sequence                   # restored afterwards
+
+
+def test_an_lstm_cell_subclass_that_changes_the_step_is_stepped_not_fused():
+    calls = []
+
+    class CountingCell(LSTMCell):
+        def recurrence(self, gx, state):
+            calls.append(gx.shape)
+            return super().recurrence(gx, state)
+
+    class CountingLSTM(LSTM):
+        cell_class = CountingCell
+
+    CountingLSTM(3, 4)(mg.randn(5, 2, 3))
+    assert len(calls) == 5

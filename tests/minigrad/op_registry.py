@@ -682,6 +682,34 @@ register("lstm_cell", lambda a, c: mg.concatenate(list(F.lstm_cell(a, c)), axis=
 
 
 @st.composite
+def _lstm_sequence_cases(draw, min_side):
+    T = draw(st.integers(0 if min_side == 0 else 1, 3))
+    batch = draw(shapes(max_dims=2, max_side=2, min_side=min_side))
+    H = draw(st.integers(1, 3))
+    bias = (draw(arrays((4 * H,))),) if draw(st.booleans()) else ()
+    return Case((draw(arrays((T,) + batch + (4 * H,))), draw(arrays(batch + (H,))),
+                 draw(arrays(batch + (H,))), draw(arrays((4 * H, H))), *bias), {})
+
+
+def _lstm_sequence_flat(gx, h0, c0, w, b=None):
+    hs, (h, c) = F.lstm_sequence(gx, h0, c0, w, b)
+    return mg.concatenate([hs.reshape((-1,)), h.reshape((-1,)), c.reshape((-1,))])
+
+
+def _ref_lstm_sequence(gx, h0, c0, w, b=None):
+    h, c, hs = h0, c0, []
+    for t in range(gx.shape[0]):
+        hc = _ref_lstm_cell(gx[t] + h @ w.T + (0 if b is None else b), c)
+        h, c = hc[..., :c0.shape[-1]], hc[..., c0.shape[-1]:]
+        hs.append(h.reshape(-1))
+    return np.concatenate(hs + [h.reshape(-1), c.reshape(-1)])
+
+
+register("lstm_sequence", _lstm_sequence_flat, _lstm_sequence_cases, _ref_lstm_sequence,
+         empty_ok=True)
+
+
+@st.composite
 def _gru_cell_cases(draw, min_side):
     batch = draw(shapes(max_dims=2, max_side=2, min_side=min_side))
     H = draw(st.integers(1, 3))

@@ -437,3 +437,13 @@ def test_forward_hook_sees_output_and_can_be_removed():
     replace()
     m(mg.tensor([1.0]))
     assert len(seen) == 2 and m(mg.tensor([1.0])).tolist() == [2.0]
+
+
+def test_module_to_takes_a_dtype_alone_as_pytorch_does():
+    m = nn.Module()
+    m.w = nn.Parameter(mg.zeros(2))
+    assert m.to(mg.float64).w.dtype == mg.float64
+    assert m.to("float32").w.dtype == mg.float32
+    assert m.to("fake").w.device == "fake"
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        m.to("gpu")
