@@ -87,9 +87,13 @@ class CUDAGraph:
             self._stream.begin_capture()
             try:
                 out = fn(*args)
-            finally:
-                graph = self._stream.end_capture()   # ends the capture even when fn raised
-        self._graph = graph
+            except BaseException:
+                try:                                 # end the broken capture; report fn's error
+                    self._stream.end_capture()
+                except Exception:
+                    pass
+                raise
+            self._graph = self._stream.end_capture()
         return out
 
     def replay(self) -> None:

@@ -92,7 +92,11 @@ def parse_params(spec: str) -> tuple[Param, ...]:
 
 
 def _is_cupy(args) -> bool:
-    return any(backend.is_array(a) and backend.device_of(a).type == "cuda" for a in args)
+    """Are the kernel's arrays CuPy arrays? (An op never mixes devices: the first array decides.)"""
+    for a in args:
+        if backend.is_array(a):
+            return backend.device_of(a).type == "cuda"
+    return False
 
 
 class _Kernel:

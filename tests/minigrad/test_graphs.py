@@ -117,3 +117,118 @@ def test_dropout_inside_a_capture_is_refused():
     graph = CUDAGraph()
     with pytest.raises(RuntimeError, match="repeat the same values at every replay"):
         graph.capture(lambda t: mg.functional.dropout(t, 0.5, True), x)
+
+
+class _FakeCuda:
+    """Just enough of CuPy's stream/graph API to drive GraphedStep on the CPU. A
+    "replay" here re-runs the recorded function on the recorded input tensors, so
+    this checks the orchestration (warmup, one capture, inputs copied in before each
+    replay, the learning rate written to the device), not what real replay skips."""
+
+    def __init__(self):
+        self.captures, self.launches, self.capturing = 0, 0, False
+        fake = self
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def wait_event(self, event):
+                pass
+
+            def record(self):
+                return None
+
+            def begin_capture(self):
+                fake.capturing = True
+                fake.captures += 1
+                fake.recorded = []
+
+            def end_capture(self):
+                fake.capturing = False
+                return Graph(list(fake.recorded))
+
+        class Graph:
+            def __init__(self, calls):
+                self.calls = calls
+
+            def launch(self, stream=None):
+                fake.launches += 1
+                for fn, args, out in self.calls:      # a replay writes where the capture did
+                    out.data[...] = fn(*args).data
+
+        class Device:
+            def __init__(self, index):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        class MemoryPool:
+            def malloc(self, n):
+                raise AssertionError("not used on the CPU")
+
+        import contextlib
+        self.cuda = type("cuda", (), dict(
+            Stream=Stream, MemoryPool=MemoryPool, Device=Device,
+            get_current_stream=staticmethod(lambda: Stream()),
+            using_allocator=staticmethod(lambda alloc: contextlib.nullcontext())))
+
+
+def test_graphed_step_orchestration_on_an_emulated_graph(monkeypatch):
+    import minigrad.graphs as graphs
+    fake = _FakeCuda()
+    monkeypatch.setattr(backend, "_cupy", lambda: fake)
+    monkeypatch.setattr(graphs, "_check_cuda", lambda tensors, where: backend.Device("cpu"))
+    original_capture = graphs.CUDAGraph.capture
+
+    def recording_capture(self, fn, *args):         # remember what the capture ran
+        def record(*a):
+            out = fn(*a)                             # (the emulation runs it while recording)
+            fake.recorded.append((fn, a, out))
+            return out
+        return original_capture(self, record, *args)
+    monkeypatch.setattr(graphs.CUDAGraph, "capture", recording_capture)
+
+    def build():
+        mg.manual_seed(0)
+        w = mg.randn(3, 2, requires_grad=True)
+        opt = optim.AdamW([w], lr=0.1, capturable=True)
+
+        def step(x):
+            opt.zero_grad()
+            loss = ((x @ w).tanh() ** 2).sum()
+            loss.backward()
+            opt.step()
+            return loss
+        return w, opt, step
+
+    batches = [mg.tensor(np.full((4, 3), v, dtype=np.float32)) for v in (0.5, -1.0, 2.0)]
+    w, opt, step = build()
+    graphed = graphed_step(step, opt, warmup=2)
+    got = [float(graphed(batches[0]).item())]
+    opt.param_groups[0]["lr"] = 0.01                   # a schedule: read before each replay
+    got += [float(graphed(b).item()) for b in batches[1:]]
+    assert fake.captures == 1 and fake.launches == 3
+    with pytest.raises(ValueError, match=r"graphed_step: input \(2, 3\) float32 on cpu, but the "
+                                         r"graph was recorded with \(4, 3\)"):
+        graphed(mg.zeros(2, 3))
+
+    w2, opt2, step2 = build()                          # eagerly: warmup x2, capture run, steps
+    step2(batches[0])
+    step2(batches[0])
+    step2(batches[0])                                  # what the emulated capture ran
+    want = [float(step2(batches[0]).item())]
+    opt2.param_groups[0]["lr"] = 0.01
+    want += [float(step2(b).item()) for b in batches[1:]]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(w.numpy(), w2.numpy(), rtol=1e-6)
