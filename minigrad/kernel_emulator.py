@@ -56,25 +56,30 @@ def _ctype(p: Param) -> str:
     return "T" if p.type == "T" else _CTYPES[p.type]
 
 
-def _declarations(params: tuple[Param, ...], is_input: bool, index: str, first_slot: int,
-                  scalars: list[Param]) -> list[str]:
-    """C++ lines binding each parameter's name, as CuPy's generated code does:
+def _scalar_declarations(params: tuple[Param, ...], scalars: list[Param]) -> list[str]:
+    """Scalars are the kernel function's own parameters in CuPy's code: visible
+    everywhere in the body (in a reduction's post_map_expr too)."""
+    return [f"const {_ctype(p)} {p.name} = ({_ctype(p)})_scalars[{scalars.index(p)}];"
+            for p in params if p in scalars]
+
+
+def _array_declarations(params: tuple[Param, ...], is_input: bool, index: str, first_slot: int,
+                        scalars: list[Param]) -> list[str]:
+    """C++ lines binding each array parameter's name, as CuPy's generated code does:
     a raw parameter is the whole array, any other the element at ``index``."""
     lines, slot = [], first_slot
     for p in params:
+        if p in scalars:
+            continue
         ct = _ctype(p)
         if p.raw:
             const = "const " if is_input else ""
             lines.append(f"{const}{ct}* {p.name} = ({const}{ct}*)_ptrs[{slot}];")
-            slot += 1
-        elif is_input and p in scalars:
-            lines.append(f"const {ct} {p.name} = ({ct})_scalars[{scalars.index(p)}];")
         elif is_input:
             lines.append(f"const {ct} {p.name} = (({ct}*)_ptrs[{slot}])[{index}];")
-            slot += 1
         else:
             lines.append(f"{ct} &{p.name} = (({ct}*)_ptrs[{slot}])[{index}];")
-            slot += 1
+        slot += 1
     return lines
 
 
@@ -82,14 +87,20 @@ def c_source(kernel, t_ctype: str, scalars: list[Param]) -> str:
     """The kernel as a C function ``run(n, cols, ptrs, scalars)`` for the host compiler.
 
     Array parameters come in ``_ptrs`` in parameter order (scalars skipped);
-    scalars come as doubles in ``_scalars``."""
+    scalars come as doubles in ``_scalars``. Names are visible where CuPy's
+    generated code makes them visible: scalars everywhere; an elementwise
+    kernel's arrays in the loop body; a reduction's inputs in ``map_expr``
+    only and its outputs in ``post_map_expr`` only."""
+    n_arrays_in = sum(1 for p in kernel.in_params if p not in scalars)
     body = [_PRELUDE, f"typedef {t_ctype} T;", kernel.preamble,
-            'extern "C" void run(ptrdiff_t _n, ptrdiff_t _cols, void** _ptrs, const double* _scalars) {']
+            'extern "C" void run(ptrdiff_t _n, ptrdiff_t _cols, void** _ptrs, const double* _scalars) {',
+            "  (void)_cols; (void)_scalars;"]
+    body += ["  " + s for s in _scalar_declarations(kernel.in_params, scalars)]
     if isinstance(kernel, Elementwise):
-        body.append("  (void)_cols;\n  for (ptrdiff_t i = 0; i < _n; ++i) {")
-        body += ["    " + s for s in _declarations(kernel.in_params, True, "i", 0, scalars)]
-        n_arrays_in = sum(1 for p in kernel.in_params if p not in scalars)
-        body += ["    " + s for s in _declarations(kernel.out_params, False, "i", n_arrays_in, scalars)]
+        body.append("  for (ptrdiff_t i = 0; i < _n; ++i) {")
+        body += ["    " + s for s in _array_declarations(kernel.in_params, True, "i", 0, scalars)]
+        body += ["    " + s for s in _array_declarations(kernel.out_params, False, "i", n_arrays_in,
+                                                          scalars)]
         body += ["    " + line.strip() for line in kernel.operation.strip().splitlines()]
         body.append("  }\n}")
     else:
@@ -99,12 +110,12 @@ def c_source(kernel, t_ctype: str, scalars: list[Param]) -> str:
         body.append(f"    _type_reduce a = _type_reduce({kernel.identity});")
         body.append("    for (ptrdiff_t _j = 0; _j < _cols; ++_j) {")
         body.append("      const ptrdiff_t _k = _r * _cols + _j;")
-        body += ["      " + s for s in _declarations(kernel.in_params, True, "_k", 0, scalars)]
+        body += ["      " + s for s in _array_declarations(kernel.in_params, True, "_k", 0, scalars)]
         body.append(f"      const _type_reduce b = _type_reduce({kernel.map_expr});")
         body.append(f"      a = ({kernel.reduce_expr});")
         body.append("    }")
-        n_arrays_in = sum(1 for p in kernel.in_params if p not in scalars)
-        body += ["    " + s for s in _declarations(kernel.out_params, False, "_r", n_arrays_in, scalars)]
+        body += ["    " + s for s in _array_declarations(kernel.out_params, False, "_r", n_arrays_in,
+                                                          scalars)]
         body.append(f"    {kernel.post_map_expr};")
         body.append("  }\n}")
     return "\n".join(body) + "\n"
@@ -196,9 +207,10 @@ def run(kernel, *args):
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
-def cuda_source(kernels, t_ctype: str) -> str:
+def cuda_source(kernels, t_ctype: str, scalars: dict[str, list[Param]] | None = None) -> str:
     """Every kernel's body as a ``__global__`` function (one thread per element or
-    row), for ``nvcc`` to compile: a check that the bodies are valid CUDA C."""
+    row), for ``nvcc`` to compile: a check that the bodies are valid CUDA C.
+    ``scalars`` names each kernel's scalar parameters (default: none)."""
     parts = ["#include <cstddef>", f"typedef {t_ctype} T;"]
     seen = set()
     for k in kernels:
@@ -206,7 +218,7 @@ def cuda_source(kernels, t_ctype: str) -> str:
             seen.add(k.preamble)
             parts.append(k.preamble)
     for k in kernels:
-        src = c_source(k, t_ctype, [])     # scalars as arrays: the same body compiles either way
+        src = c_source(k, t_ctype, (scalars or {}).get(k.name, []))
         body = src.split('extern "C" void run', 1)[1]
         body = body.replace("for (ptrdiff_t i = 0; i < _n; ++i) {",
                             "for (ptrdiff_t i = blockIdx.x * (ptrdiff_t)blockDim.x + threadIdx.x; "

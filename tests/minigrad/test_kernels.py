@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import find, given
 from hypothesis import strategies as st
 
 import minigrad as mg
@@ -359,14 +359,88 @@ def test_a_launch_error_is_not_mistaken_for_a_compile_error(monkeypatch):
         del kernels.REGISTRY["test_launch_error"]
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA compiler) is not installed")
-@pytest.mark.parametrize("ctype", ["float", "double"])
-def test_every_kernel_body_compiles_with_nvcc(tmp_path, ctype):
+def _example(name, dtype):
+    """A fixed, small argument tuple for a kernel: each CASES draw takes its simplest value."""
+    def draw(strategy, label=None):
+        return find(strategy, lambda _: True)
+    return CASES[name](draw, np.random.default_rng(0), dtype)
+
+
+def _scalars(name, args):
+    k = kernels.REGISTRY[name]
+    return [p for p, a in zip(k.in_params + k.out_params, args) if not isinstance(a, np.ndarray)]
+
+
+_NVCC = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA compiler) is not installed")
+
+
+def _nvcc(tmp_path, source: str, *flags: str) -> None:
     src = tmp_path / "kernels.cu"
-    src.write_text(kernel_emulator.cuda_source(kernels.REGISTRY.values(), ctype))
-    done = subprocess.run(["nvcc", "-arch=sm_90", "-c", "-o", str(tmp_path / "k.o"), str(src)],
+    src.write_text(source)
+    done = subprocess.run(["nvcc", "-arch=sm_90", *flags, "-c", "-o", str(tmp_path / "k.o"), str(src)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+@_NVCC
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_every_kernel_body_compiles_with_nvcc(tmp_path, dtype):
+    """The bodies wrapped as the emulator wraps them, as __global__ functions."""
+    ours = sorted(CASES)
+    scalars = {n: _scalars(n, _example(n, dtype)) for n in ours}
+    _nvcc(tmp_path, kernel_emulator.cuda_source([kernels.REGISTRY[n] for n in ours],
+                                                "float" if dtype == np.float32 else "double",
+                                                scalars))
+
+
+@_NVCC
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_cupys_own_source_for_every_kernel_compiles_with_nvcc(tmp_path, dtype):
+    """The exact source CuPy generates for each kernel (its code generators, run
+    without a GPU), with CuPy's headers: what NVRTC would compile on a GPU."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install cupy-cuda13x)")
+    import cupy._core._kernel as K
+    import cupy._core._reduction as R
+    from cupy._core import _carray, _scalar, core
+
+    def array(ndim, contiguous=True):
+        return K._ArgInfo(1, cupy.ndarray, dtype, ndim, contiguous, True)
+
+    def scalar(t):
+        return K._ArgInfo(3, _scalar.CScalar, t, 0, True, True)
+
+    def indexer(ndim):
+        return K._ArgInfo(2, _carray.Indexer, None, ndim, True, True)
+
+    parts = [f"#include <{h}>" for h in core._cupy_header_list]
+    for name in sorted(CASES):
+        k = kernels.REGISTRY[name]
+        args = _example(name, dtype)
+        in_p, out_p = K._get_param_info(k._spec[0], True), K._get_param_info(k._spec[1], False)
+        infos = []
+        for p, a in zip(in_p + out_p, args + (None,) * len(out_p)):
+            t = dtype if p.dtype is None else p.dtype
+            if a is not None and not isinstance(a, np.ndarray):
+                infos.append(scalar(t))
+            elif p.raw:
+                infos.append(K._ArgInfo(1, cupy.ndarray, t, 2, True, True))
+            else:               # non-raw arrays: broadcast, not contiguous (the general case)
+                infos.append(K._ArgInfo(1, cupy.ndarray, t, 2, False, True))
+        type_map = K._TypeMap((("T", dtype),))
+        if isinstance(k, kernels.Elementwise):
+            params = in_p + out_p + K._get_param_info("CIndexer _ind", False)
+            code = K._get_elementwise_kernel_code(tuple(infos) + (indexer(2),), type_map, params,
+                                                  k.operation, f"minigrad_{name}", k.preamble)
+        else:
+            params = (in_p + out_p + K._get_param_info("CIndexer _in_ind, CIndexer _out_ind", False)
+                      + K._get_param_info("int32 _block_stride", True))
+            infos[len(in_p):] = [array(2) for _ in out_p]
+            code = R._ReductionKernel_get_cached_function_code(
+                len(in_p), len(out_p), params, tuple(infos) + (indexer(2), indexer(2), scalar(np.int32)),
+                K._TypeMap((("T", dtype), ("IndexT", np.int32))), f"minigrad_{name}", 512, "T",
+                k.identity, k.map_expr, k.reduce_expr, k.post_map_expr, k.preamble, ())
+        parts.append(f"namespace kernel_{name} {{\n{code}\n}}")
+    _nvcc(tmp_path, "\n".join(parts), "-std=c++17", "-ftz=true", f"-I{core._get_header_dir_path()}")
 
 
 @pytest.mark.cuda
