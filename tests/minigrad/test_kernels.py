@@ -397,7 +397,8 @@ def test_every_kernel_body_compiles_with_nvcc(tmp_path, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_cupys_own_source_for_every_kernel_compiles_with_nvcc(tmp_path, dtype):
     """The exact source CuPy generates for each kernel (its code generators, run
-    without a GPU), with CuPy's headers: what NVRTC would compile on a GPU."""
+    without a GPU), with CuPy's headers: what NVRTC would compile on a GPU; and
+    CuPy's type resolution accepts the argument dtypes the ops pass."""
     cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install cupy-cuda13x)")
     import cupy._core._kernel as K
     import cupy._core._reduction as R
@@ -417,6 +418,10 @@ def test_cupys_own_source_for_every_kernel_compiles_with_nvcc(tmp_path, dtype):
         k = kernels.REGISTRY[name]
         args = _example(name, dtype)
         in_p, out_p = K._get_param_info(k._spec[0], True), K._get_param_info(k._spec[1], False)
+        # CuPy's type resolution for these arguments: a wrong dtype (int32 given for an
+        # int64 parameter, say) is a TypeError there
+        types = tuple(a.dtype.type if isinstance(a, np.ndarray) else None for a in args)
+        K._decide_params_type(in_p, out_p, types[:len(in_p)], types[len(in_p):])
         infos = []
         for p, a in zip(in_p + out_p, args + (None,) * len(out_p)):
             t = dtype if p.dtype is None else p.dtype
