@@ -98,6 +98,30 @@ def torch_matmul_peak_gflops(torch, n: int = 1024, repeats: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def gpu_matmul_peak_gflops(torch=None, n: int = 4096, repeats: int = 10) -> dict[str, float]:
+    """The GPU's float32 matrix-product rate through CuPy (cuBLAS) and, if given, PyTorch
+    CUDA (GFLOP/s), each waiting for the GPU before the clock stops."""
+    import cupy as cp
+    a = cp.random.default_rng(0).standard_normal((n, n), dtype=cp.float32)
+    b = a.copy()
+
+    def cupy_product():
+        a @ b
+        cp.cuda.get_current_stream().synchronize()
+    cupy_product()
+    peak = {"cupy": 2 * n ** 3 / min(_timed(cupy_product) for _ in range(repeats)) / 1e9}
+    if torch is not None:
+        ta = torch.randn(n, n, device="cuda")
+        tb = ta.clone()
+
+        def torch_product():
+            ta @ tb
+            torch.cuda.synchronize()
+        torch_product()
+        peak["torch"] = 2 * n ** 3 / min(_timed(torch_product) for _ in range(repeats)) / 1e9
+    return peak
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (MiB): VmHWM, else ru_maxrss."""
     try:

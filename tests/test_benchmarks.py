@@ -65,3 +65,18 @@ def test_cuda_graph_flag_without_a_cuda_device_is_refused_by_name(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     assert proc.returncode != 0 and "--cuda-graph needs --device cuda" in proc.stderr
+
+
+def test_gpu_check_script_dry_run_on_the_fake_device(tmp_path):
+    """benchmarks/gpu_check.sh is meant for one precious call on a lent GPU: its plumbing
+    (tests, every benchmark's flags, the summary) runs here on the fake device first."""
+    env = dict(os.environ, GPU_CHECK_DEVICE="fake", OUT=str(tmp_path / "out"), PYTHON=sys.executable,
+               OPENBLAS_NUM_THREADS="1", LMROAD_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = proc.stdout.split("== summary", 1)[1].splitlines()[1:]
+    rows = {line.split()[0]: line for line in summary if line.strip()}
+    for name in ("gpt", "gpt-medium", "lstm", "gpt-no-kernels"):
+        assert "minigrad" in rows[name] and " ms" in rows[name], rows
+    assert "no result" in rows["gpt-cuda-graph"]          # CUDA only: not run on the fake device
