@@ -41,8 +41,8 @@ from typing import Any
 
 from . import backend
 
-__all__ = ["Elementwise", "Reduction", "use_kernels", "kernels_enabled", "REGISTRY", "Param",
-           "parse_params"]
+__all__ = ["Elementwise", "Reduction", "use_kernels", "kernels_enabled", "will_launch", "REGISTRY",
+           "Param", "parse_params"]
 
 #: every kernel defined, by name (the tests run each one through the emulator)
 REGISTRY: dict[str, Elementwise | Reduction] = {}
@@ -61,6 +61,13 @@ class use_kernels(backend.Switch):
 
 def kernels_enabled() -> bool:
     return _enabled[0]
+
+
+def will_launch(array) -> bool:
+    """Would a kernel given ``array`` launch on the GPU (rather than run its fallback)?
+    For op code that strings kernels together where one pass of ``xp`` code does the
+    same job elsewhere (the softmax: three kernels on a GPU, one exp on the CPU)."""
+    return _enabled[0] and _is_cupy((array,))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import math
 
 from .. import backend
 from ..autograd import Function, is_grad_enabled
-from ..kernels import Elementwise, Reduction
+from ..kernels import Elementwise, Reduction, will_launch
 from ..tensor import Tensor
 
 
@@ -72,7 +72,12 @@ _SOFTMAX_BACKWARD = Elementwise(
 def _softmax_last_raw(x):
     """softmax over the last axis of a raw array (fully masked rows give zeros)."""
     m = _row_max(x)
-    return _SOFTMAX_NORMALIZE(x, m, _SUM_EXP(x, m))
+    if will_launch(x):                       # a GPU: three kernels, exp computed twice
+        return _SOFTMAX_NORMALIZE(x, m, _SUM_EXP(x, m))
+    e = backend.xp_of(x).exp(x - _finite_or_zero(m))   # elsewhere: one exp, kept
+    s = e.sum(axis=-1, keepdims=True)
+    e /= backend.xp_of(x).where(s == 0, backend.xp_of(x).ones_like(s), s)
+    return e
 
 
 def _softmax_last_backward_raw(g, y, scale=1.0):

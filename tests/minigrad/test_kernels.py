@@ -309,6 +309,7 @@ def test_kernels_run_only_on_cuda_arrays():
     gelu = kernels.REGISTRY["gelu_tanh"]
     assert not kernels._is_cupy((x,))
     assert not kernels._is_cupy((backend.to_device(x, backend.FAKE),))
+    assert not kernels.will_launch(x) and not kernels.will_launch(backend.to_device(x, backend.FAKE))
     np.testing.assert_array_equal(gelu(x), gelu.fallback(x))
 
 
