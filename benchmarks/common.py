@@ -79,23 +79,25 @@ def summary(xs: list[float], scale: float = 1e3) -> dict:
     return {"median": statistics.median(xs) * scale, "min": min(xs) * scale, "max": max(xs) * scale}
 
 
+def _product_gflops(product: Callable[[], object], n: int, repeats: int) -> float:
+    """The rate of an n×n×n matrix product (one untimed call first; the best of ``repeats``)."""
+    product()
+    return 2 * n ** 3 / min(_timed(product) for _ in range(repeats)) / 1e9
+
+
 def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 5) -> float:
     """The machine's float32 matrix-product rate through NumPy's BLAS (GFLOP/s)."""
     import numpy as np
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     b = a.copy()
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+    return _product_gflops(lambda: a @ b, n, repeats)
 
 
 def torch_matmul_peak_gflops(torch, n: int = 1024, repeats: int = 5) -> float:
     """The same measurement through PyTorch's BLAS (GFLOP/s)."""
     a = torch.randn(n, n, generator=torch.Generator().manual_seed(0))
     b = a.clone()
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+    return _product_gflops(lambda: a @ b, n, repeats)
 
 
 def gpu_matmul_peak_gflops(torch=None, n: int = 4096, repeats: int = 10) -> dict[str, float]:
@@ -108,8 +110,7 @@ def gpu_matmul_peak_gflops(torch=None, n: int = 4096, repeats: int = 10) -> dict
     def cupy_product():
         a @ b
         cp.cuda.get_current_stream().synchronize()
-    cupy_product()
-    peak = {"cupy": 2 * n ** 3 / min(_timed(cupy_product) for _ in range(repeats)) / 1e9}
+    peak = {"cupy": _product_gflops(cupy_product, n, repeats)}
     if torch is not None:
         ta = torch.randn(n, n, device="cuda")
         tb = ta.clone()
@@ -117,20 +118,27 @@ def gpu_matmul_peak_gflops(torch=None, n: int = 4096, repeats: int = 10) -> dict
         def torch_product():
             ta @ tb
             torch.cuda.synchronize()
-        torch_product()
-        peak["torch"] = 2 * n ** 3 / min(_timed(torch_product) for _ in range(repeats)) / 1e9
+        peak["torch"] = _product_gflops(torch_product, n, repeats)
     return peak
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """A memory figure of this process from /proc/self/status (MiB), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024          # kB
+    except OSError:
+        pass
+    return None
 
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (MiB): VmHWM, else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024          # kB
-    except OSError:
-        pass
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     import resource
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1024 if sys.platform != "darwin" else rss / 2 ** 20   # kB on Linux, bytes on macOS
@@ -138,14 +146,7 @@ def peak_rss_mb() -> float:
 
 def current_rss_mb() -> float | None:
     """This process's resident memory now (MiB), from /proc (None elsewhere)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return _proc_status_mb("VmRSS")
 
 
 def cpu_model() -> str:
