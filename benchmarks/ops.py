@@ -7,7 +7,9 @@ forward alone and for forward+backward, next to the raw NumPy call; the
 difference is minigrad's bookkeeping (Tensor objects, graph nodes, checks).
 Matmul efficiency: minigrad forward time / NumPy time on the same shapes
 (1.0 = no overhead). Repetitions alternate between the two and the median
-is reported with min and max.
+is reported with min and max. Recurrent cell steps: one step of lmroad's
+RNNCell, GRUCell and LSTMCell, forward and backward, at a tiny and a
+benchmark size (their elementwise halves are fused nodes).
 """
 
 from __future__ import annotations
@@ -118,12 +120,35 @@ def embedding_backward(reps: int) -> list[dict]:
     return rows
 
 
+def cell_steps(reps: int, inner: int) -> list[dict]:
+    """One recurrent cell step, forward + backward of the sum of h', in microseconds."""
+    from lmroad.layers import GRUCell, LSTMCell, RNNCell
+    rows = []
+    for H, B in [(16, 4), (256, 32)]:
+        fns = {}
+        for cls in (RNNCell, GRUCell, LSTMCell):
+            mg.manual_seed(0)
+            cell, x, h = cls(H, H), mg.randn(B, H), mg.randn(B, H)
+            state = (h, h) if cls is LSTMCell else h
+
+            def step(cell=cell, x=x, state=state):
+                out = cell(x, state)
+                (out[0] if isinstance(out, tuple) else out).sum().backward()
+            step()
+            fns[cls.__name__] = step
+        t = _alternate(fns, reps, max(1, inner // (10 if H > 16 else 1)))
+        rows += [{"bench": "cell_step", "cell": k, "H": H, "B": B, "us": _summary(v)}
+                 for k, v in t.items()]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--inner", type=int, default=300)
     args = ap.parse_args()
-    rows = op_overhead(args.reps, args.inner) + matmul_efficiency(args.reps) + embedding_backward(args.reps)
+    rows = (op_overhead(args.reps, args.inner) + matmul_efficiency(args.reps)
+            + embedding_backward(args.reps) + cell_steps(args.reps, args.inner))
     for r in rows:
         print(json.dumps(r))
     print("\nop          numpy us   fwd us   fwd+bwd us   (4x4 float32, median)")
@@ -141,6 +166,11 @@ def main() -> None:
             print(f"{str(r['V,N,C']):<32} {r['np_add_at_ms']['median']:12.2f} "
                   f"{r['minigrad_ms']['median']:12.2f} "
                   f"{r['speedup']:8.2f}")
+
+    print("\ncell step, forward + backward     us (median)")
+    for r in rows:
+        if r["bench"] == "cell_step":
+            print(f"{r['cell']:<9} H={r['H']:<4} B={r['B']:<4}            {r['us']['median']:10.1f}")
 
 
 if __name__ == "__main__":
