@@ -195,13 +195,17 @@ class CrossEntropy(Function):
         return (softmax(x, axis=1) - Tensor._make(q, x._device)) * self._weights(g)
 
 
-def _ln_normalize_raw(x, shift, mu, rstd, w, b):
-    y = (x - shift - mu) * rstd
+def _ln_affine(y, w, b):
+    """y ⊙ w + b in place on y; the scalars 1.0 and 0.0 stand for no weight, no bias."""
     if not (isinstance(w, float) and w == 1.0):
         y *= w
     if not (isinstance(b, float) and b == 0.0):
         y += b
     return y
+
+
+def _ln_normalize_raw(x, shift, mu, rstd, w, b):
+    return _ln_affine((x - shift - mu) * rstd, w, b)
 
 
 def _ln_backward_raw(g, w, x, shift, mu, rstd, mg, mgx):
@@ -264,12 +268,18 @@ class LayerNorm(Function):
         # x - shift is exact for values close together (Sterbenz), and the mean of the
         # small differences has no large sum to round: y does not depend on the shift
         self.shift = x2[:, :1] if n else backend.xp_of(x).zeros((x2.shape[0], 1), x.dtype)  # (rows, 1)
-        self.mean = _LN_MEAN(x2, self.shift, inv_n)             # (rows, 1)
-        self.rstd = _RSQRT_EPS(_LN_VAR(x2, self.shift, self.mean, inv_n), self.eps)
         # backward recomputes x̂ from (shift, mean, rstd) rather than keeping a second
         # full-size array alive until then (PyTorch keeps the same three)
         w = affine[0].reshape(n) if self.has_weight else 1.0
         b = affine[-1].reshape(n) if self.has_bias else 0.0
+        if not will_launch(x):           # off the GPU: one pass that keeps x - shift - μ
+            xc = x2 - self.shift
+            self.mean = xc.mean(axis=-1, keepdims=True)
+            xc -= self.mean
+            self.rstd = _RSQRT_EPS((xc * xc).mean(axis=-1, keepdims=True), self.eps)
+            return _ln_affine(xc * self.rstd, w, b).reshape(x.shape)
+        self.mean = _LN_MEAN(x2, self.shift, inv_n)             # (rows, 1)
+        self.rstd = _RSQRT_EPS(_LN_VAR(x2, self.shift, self.mean, inv_n), self.eps)
         return _LN_NORMALIZE(x2, self.shift, self.mean, self.rstd, w, b).reshape(x.shape)
 
     def backward(self, g):
@@ -280,14 +290,25 @@ class LayerNorm(Function):
             g2 = self._rows(g.data)[0]
             inv_n = 1.0 / n if n else 0.0
             w = self.inputs[1].data.reshape(n) if self.has_weight else 1.0
-            mg = _LN_GRAD_MEAN(g2, w, inv_n)
-            mgx = _LN_GRAD_XHAT_MEAN(g2, w, x2, self.shift, self.mean, self.rstd, inv_n)
-            dx = _LN_BACKWARD(g2, w, x2, self.shift, self.mean, self.rstd, mg, mgx)
-            grads = [Tensor._make(dx.reshape(x.shape), x._device)]
             pshape = x.shape[x.ndim - self.k:]
+            if will_launch(x2):     # a GPU: three kernels, x̂ recomputed inside each
+                mg = _LN_GRAD_MEAN(g2, w, inv_n)
+                mgx = _LN_GRAD_XHAT_MEAN(g2, w, x2, self.shift, self.mean, self.rstd, inv_n)
+                dx = _LN_BACKWARD(g2, w, x2, self.shift, self.mean, self.rstd, mg, mgx)
+                gw = (_LN_GRAD_XHAT(g2, x2, self.shift, self.mean, self.rstd).sum(axis=0)
+                      if self.has_weight else None)
+            else:                   # elsewhere: x̂ once (half the time at GPT-medium sizes)
+                xhat = x2 - self.shift
+                xhat -= self.mean
+                xhat *= self.rstd
+                gh = g2 * w if self.has_weight else g2
+                dx = gh - gh.mean(axis=-1, keepdims=True)
+                dx -= xhat * (gh * xhat).mean(axis=-1, keepdims=True)
+                dx *= self.rstd
+                gw = (g2 * xhat).sum(axis=0) if self.has_weight else None
+            grads = [Tensor._make(dx.reshape(x.shape), x._device)]
             if self.has_weight:
-                gx = _LN_GRAD_XHAT(g2, x2, self.shift, self.mean, self.rstd)
-                grads.append(Tensor._make(gx.sum(axis=0).reshape(pshape), x._device))
+                grads.append(Tensor._make(gw.reshape(pshape), x._device))
             if self.has_bias:
                 grads.append(Tensor._make(g2.sum(axis=0).reshape(pshape), x._device))
             return grads
