@@ -625,7 +625,8 @@ _GRU_FORWARD = Elementwise(
     saved[r4 + H + j] = z;
     saved[r4 + 2 * H + j] = n;
     saved[r4 + 3 * H + j] = hn;""",
-    fallback=lambda gx, gh, h, H, y, saved: _gru_fill(y, _gru_forward_raw(gx, gh, h, H, saved)))
+    fallback=lambda gx, gh, h, H, y, saved: (_gru_fill(y, _gru_forward_raw(gx, gh, h, H, saved)),
+                                             saved))
 _GRU_BACKWARD = Elementwise(
     "gru_backward", "raw T saved, T h, T g, int32 H", "raw T dgx, raw T dgh, T dh",
     """const ptrdiff_t j = i % H, r3 = (i / H) * 3 * H, r4 = (i / H) * 4 * H;

@@ -233,6 +233,7 @@ def _as_tuple(out):
 
 
 def _assert_agree(name, got, want, dtype):
+    assert len(_as_tuple(got)) == len(_as_tuple(want)), f"kernel {name}: output counts differ"
     for k, (a, b) in enumerate(zip(_as_tuple(got), _as_tuple(want))):
         assert a.shape == b.shape and a.dtype == b.dtype, (name, k, a.shape, b.shape, a.dtype, b.dtype)
         finite = b[np.isfinite(b)]
