@@ -429,36 +429,65 @@ def _lstm_backward_raw(act, hc, grad_out, c, H, da, dc):
     return da, dc
 
 
-# One thread per (row, unit): reads the unit's four gate pre-activations, writes h', c'
-# and the four activations (kept for backward). Flat indices into (..., 4H) and (..., 2H).
-_LSTM_FORWARD = Elementwise(
-    "lstm_forward", "raw T a, T c, int32 H", "raw T hc, raw T act",
-    """const ptrdiff_t j = i % H, r4 = (i / H) * 4 * H, r2 = (i / H) * 2 * H;
-    const T ig = T(0.5) * (tanh(T(0.5) * a[r4 + j]) + T(1));
-    const T fg = T(0.5) * (tanh(T(0.5) * a[r4 + H + j]) + T(1));
-    const T gg = tanh(a[r4 + 2 * H + j]);
-    const T og = T(0.5) * (tanh(T(0.5) * a[r4 + 3 * H + j]) + T(1));
+# The LSTM step as CUDA C, one thread per (row, unit): it reads the unit's four gate
+# pre-activations, writes h', c' and the four activations (kept for backward). Flat indices
+# into (..., 4H) and (..., 2H). Two kernels share each body: the single step, whose gate
+# pre-activations come ready (a), and the step inside a whole sequence, which adds them up
+# itself (gx_t + h W_hhᵀ + b_hh: two launches fewer per step).
+_LSTM_STEP = """const ptrdiff_t j = i % H, r4 = (i / H) * 4 * H, r2 = (i / H) * 2 * H;
+    const T ig = T(0.5) * (tanh(T(0.5) * ({a0})) + T(1));
+    const T fg = T(0.5) * (tanh(T(0.5) * ({a1})) + T(1));
+    const T gg = tanh({a2});
+    const T og = T(0.5) * (tanh(T(0.5) * ({a3})) + T(1));
     const T cn = fg * c + ig * gg;
     hc[r2 + j] = og * tanh(cn);
     hc[r2 + H + j] = cn;
     act[r4 + j] = ig;
     act[r4 + H + j] = fg;
     act[r4 + 2 * H + j] = gg;
-    act[r4 + 3 * H + j] = og;""",
-    fallback=_lstm_forward_raw)
-_LSTM_BACKWARD = Elementwise(
-    "lstm_backward", "raw T act, raw T hc, raw T grad_out, T c, int32 H", "raw T da, T dc",
-    """const ptrdiff_t j = i % H, r4 = (i / H) * 4 * H, r2 = (i / H) * 2 * H;
+    act[r4 + 3 * H + j] = og;"""
+_LSTM_STEP_BACKWARD = """const ptrdiff_t j = i % H, r4 = (i / H) * 4 * H, r2 = (i / H) * 2 * H;
     const T ig = act[r4 + j], fg = act[r4 + H + j], gg = act[r4 + 2 * H + j], og = act[r4 + 3 * H + j];
     const T t = tanh(hc[r2 + H + j]);
-    const T gh = grad_out[r2 + j];
-    const T d = grad_out[r2 + H + j] + gh * og * (T(1) - t * t);
+    const T gh = {gh};
+    const T d = {gc} + gh * og * (T(1) - t * t);
     da[r4 + j] = d * gg * ig * (T(1) - ig);
     da[r4 + H + j] = d * c * fg * (T(1) - fg);
     da[r4 + 2 * H + j] = d * ig * (T(1) - gg * gg);
     da[r4 + 3 * H + j] = gh * t * og * (T(1) - og);
-    dc = d * fg;""",
+    dc = d * fg;"""
+
+
+def _gates(pre: str) -> dict[str, str]:
+    """The four gates' pre-activation expressions from one with ``{o}`` (gate k's offset)."""
+    return {f"a{k}": pre.format(o=f"{k} * H") for k in range(4)}
+
+
+_LSTM_FORWARD = Elementwise(
+    "lstm_forward", "raw T a, T c, int32 H", "raw T hc, raw T act",
+    _LSTM_STEP.format(**_gates("a[r4 + {o} + j]")), fallback=_lstm_forward_raw)
+_LSTM_BACKWARD = Elementwise(
+    "lstm_backward", "raw T act, raw T hc, raw T grad_out, T c, int32 H", "raw T da, T dc",
+    _LSTM_STEP_BACKWARD.format(gh="grad_out[r2 + j]", gc="grad_out[r2 + H + j]"),
     fallback=_lstm_backward_raw)
+_LSTM_SEQ_FORWARD = Elementwise(
+    "lstm_seq_forward", "raw T gx, raw T hw, raw T b, T c, int32 H", "raw T hc, raw T act",
+    _LSTM_STEP.format(**_gates("gx[r4 + {o} + j] + hw[r4 + {o} + j] + b[{o} + j]")),
+    fallback=lambda gx, hw, b, c, H, hc, act: _lstm_forward_raw(gx + hw + b, c, H, hc, act))
+
+
+def _lstm_seq_backward_raw(act, hc, grad_out, dh_next, dc_next, c, H, da, dc):
+    g = grad_out.copy()                                  # [dh_t, dc_t] plus what step t+1 sent
+    g[..., :H] += dh_next
+    g[..., H:] += dc_next
+    return _lstm_backward_raw(act, hc, g, c, H, da, dc)
+
+
+_LSTM_SEQ_BACKWARD = Elementwise(
+    "lstm_seq_backward", "raw T act, raw T hc, raw T grad_out, T dh_next, T dc_next, T c, int32 H",
+    "raw T da, T dc",
+    _LSTM_STEP_BACKWARD.format(gh="grad_out[r2 + j] + dh_next", gc="grad_out[r2 + H + j] + dc_next"),
+    fallback=_lstm_seq_backward_raw)
 
 
 class LSTMCellUpdate(Function):
@@ -531,12 +560,13 @@ class LSTMSequence(Function):
         T, B, H = gx.shape[0], gx.shape[1], c0.shape[-1]
         ys = xp.empty((T, B, 2 * H), dtype=gx.dtype)                # [h_t, c_t]
         self.acts = xp.empty((T, B, 4 * H), dtype=gx.dtype)
+        gx = xp.ascontiguousarray(gx)
+        bias = b_hh[0] if b_hh else xp.zeros(4 * H, dtype=gx.dtype)
+        hw = xp.empty((B, 4 * H), dtype=gx.dtype)                    # h_{t-1} W_hhᵀ
         h, c, wt = h0, c0, w_hh.T
         for t in range(T):
-            a = gx[t] + h @ wt                                       # (B, 4H)
-            if b_hh:
-                a += b_hh[0]
-            _LSTM_FORWARD(a, c, H, ys[t], self.acts[t])
+            xp.matmul(h, wt, out=hw)
+            _LSTM_SEQ_FORWARD(gx[t], hw, bias, c, H, ys[t], self.acts[t])   # + gx_t + b_hh
             h, c = ys[t, :, :H], ys[t, :, H:]
         self.ys = ys
         return ys
@@ -548,18 +578,15 @@ class LSTMSequence(Function):
         xp = gx.xp
         T, B, H = gx.shape[0], gx.shape[1], c0.shape[-1]
         ys, w = self.ys, w_hh.data
-        gout = g.data
+        gout = xp.ascontiguousarray(g.data)                          # (T, B, 2H): [dh_t, dc_t]
         da = xp.empty((T, B, 4 * H), dtype=gx.dtype)
         dc = xp.empty((B, H), dtype=gx.dtype)
         dh_next = xp.zeros((B, H), dtype=gx.dtype)                   # from step t+1
         dc_next = xp.zeros((B, H), dtype=gx.dtype)
         for t in range(T - 1, -1, -1):
-            g_t = gout[t].copy()                                     # (B, 2H): [dh_t, dc_t]
-            g_t[:, :H] += dh_next
-            g_t[:, H:] += dc_next
             c_prev = c0.data if t == 0 else ys[t - 1, :, H:]
-            _LSTM_BACKWARD(self.acts[t], ys[t], g_t, c_prev, H, da[t], dc)
-            dh_next = da[t] @ w                                      # (B, H)
+            _LSTM_SEQ_BACKWARD(self.acts[t], ys[t], gout[t], dh_next, dc_next, c_prev, H, da[t], dc)
+            xp.matmul(da[t], w, out=dh_next)                         # dh_{t-1} (B, H)
             dc_next, dc = dc, dc_next                                # reuse the two buffers
         h_prev = xp.concatenate([h0.data[None], ys[:-1, :, :H]], axis=0)   # (T, B, H)
         dw = da.reshape(T * B, 4 * H).T @ h_prev.reshape(T * B, H)   # (4H, H)

@@ -91,6 +91,20 @@ def _lstm_backward(draw, rng, dt):
             H, np.empty((B, 4 * H), dt), np.empty((B, H), dt))
 
 
+def _lstm_seq_forward(draw, rng, dt):
+    B, H = _lstm_shapes(draw)
+    gx, hw = ((rng.standard_normal((B, 4 * H)) * 2).astype(dt) for _ in range(2))
+    return (gx, hw, rng.standard_normal(4 * H).astype(dt), rng.standard_normal((B, H)).astype(dt), H,
+            np.empty((B, 2 * H), dt), np.empty((B, 4 * H), dt))
+
+
+def _lstm_seq_backward(draw, rng, dt):
+    act, hc, grad_out, c, H, da, dc = _lstm_backward(draw, rng, dt)
+    B = c.shape[0]
+    dh_next, dc_next = (rng.standard_normal((B, H)).astype(dt) for _ in range(2))
+    return act, hc, grad_out, dh_next, dc_next, c, H, da, dc
+
+
 def _gru_forward(draw, rng, dt):
     B, H = _lstm_shapes(draw)
     gx, gh = ((rng.standard_normal((B, 3 * H)) * 2).astype(dt) for _ in range(2))
@@ -206,6 +220,7 @@ CASES = {
     "gelu_tanh": _gelu, "gelu_exact": _gelu,
     "gelu_tanh_backward": _gelu_backward, "gelu_exact_backward": _gelu_backward,
     "lstm_forward": _lstm_forward, "lstm_backward": _lstm_backward,
+    "lstm_seq_forward": _lstm_seq_forward, "lstm_seq_backward": _lstm_seq_backward,
     "gru_forward": _gru_forward, "gru_backward": _gru_backward,
     "adam_step": _adam_step, "adam_step_device": _adam_step_device,
     "sum_exp": _sum_exp, "softmax_normalize": _softmax_normalize, "row_dot": _row_dot,
@@ -514,15 +529,24 @@ MODELS = {
         vocab_size=11, n_embd=8, hidden_size=8, num_layers=2, dropout=0.0),
     "gru": lambda: __import__("lmroad.models", fromlist=["GRULM"]).GRULM(
         vocab_size=11, n_embd=8, hidden_size=8, num_layers=2, dropout=0.0),
+    "lstm-stepped": lambda: _stepped(__import__("lmroad.models", fromlist=["LSTMLM"]).LSTMLM(
+        vocab_size=11, n_embd=8, hidden_size=8, num_layers=1, dropout=0.0)),
 }
+CASES_GPU_PATH = [(n, False) for n in sorted(MODELS)] + [("transformer", True)]
 
 
-@pytest.mark.parametrize("name,capturable", [(n, False) for n in sorted(MODELS)]
-                         + [("transformer", True)])
+def _stepped(model):
+    """The LSTM stepping its cells (F.lstm_cell per step) instead of the fused sequence."""
+    for m in model.modules():
+        if hasattr(m, "fused_sequence"):
+            m.fused_sequence = False
+    return model
+
+
+@pytest.mark.parametrize("name,capturable", CASES_GPU_PATH)
 def test_training_on_the_emulated_gpu_path_equals_the_cpu_path(name, capturable, request):
     """Two AdamW steps of each model: the CPU path, then the GPU path with every
-    kernel body emulated (all 23 kernels are launched across these cases). Same
-    losses and parameters (float64)."""
+    kernel body emulated. Same losses and parameters (float64)."""
     want_losses, want_params = _train_two_steps(MODELS[name], capturable)
     launches = request.getfixturevalue("emulated_gpu")
     got_losses, got_params = _train_two_steps(MODELS[name], capturable)
@@ -531,3 +555,11 @@ def test_training_on_the_emulated_gpu_path_equals_the_cpu_path(name, capturable,
     np.testing.assert_allclose(got_losses, want_losses, rtol=1e-10)
     for got, want in zip(got_params, want_params):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_every_kernel_launches_on_some_emulated_gpu_path(emulated_gpu):
+    """The cases above reach every kernel of minigrad (a new one needs a model that uses it)."""
+    for name, capturable in CASES_GPU_PATH:
+        _train_two_steps(MODELS[name], capturable)
+    ours = {n for n, k in kernels.REGISTRY.items() if k.fallback.__module__.startswith("minigrad.")}
+    assert ours - set(emulated_gpu) == set()
