@@ -151,6 +151,9 @@ def _library(source: str) -> ctypes.CDLL:
 def _float_type(kernel, args) -> np.dtype:
     for p, a in zip(kernel.in_params + kernel.out_params, args):
         if p.type == "T" and isinstance(a, np.ndarray):
+            if a.dtype not in (np.float32, np.float64):
+                raise TypeError(f"kernel_emulator: kernel {kernel.name} got T = {a.dtype}; the "
+                                "emulator runs float32 and float64 only")
             return a.dtype
     raise TypeError(f"kernel {kernel.name}: no array argument fixes the type T")
 

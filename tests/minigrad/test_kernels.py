@@ -288,6 +288,11 @@ def test_the_emulator_catches_a_wrong_body():
         del kernels.REGISTRY["test_wrong_sigmoid"]
 
 
+def test_emulator_refuses_a_type_it_cannot_run():
+    with pytest.raises(TypeError, match="float32 and float64 only"):
+        kernel_emulator.run(kernels.REGISTRY["gelu_tanh"], np.ones(3, np.float16))
+
+
 def test_emulator_reports_a_body_that_does_not_compile():
     bad = kernels.Elementwise("test_bad_body", "T x", "T y", "y = undefined_function(x);",
                               fallback=lambda x: x)
