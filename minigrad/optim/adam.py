@@ -82,17 +82,11 @@ class Adam(Optimizer):
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1                        # capturable: in place on the device
-        if self.capturable:
-            lr_dev = self._lr_array(group, p)
-            _ADAM_STEP_DEVICE(g, lr_dev, state["step"], wd if self.decoupled_weight_decay else 0.0,
-                              0.0 if self.decoupled_weight_decay else wd, beta1, beta2, eps,
-                              p.data, state["exp_avg"], state["exp_avg_sq"])
-            return
-        t = state["step"]
-        decay = 1.0 - lr * wd if self.decoupled_weight_decay else 1.0
-        l2 = 0.0 if self.decoupled_weight_decay else wd
-        _ADAM_STEP(g, decay, l2, beta1, beta2, lr / (1.0 - beta1 ** t), math.sqrt(1.0 - beta2 ** t),
-                   eps, p.data, state["exp_avg"], state["exp_avg_sq"])
+        # capturable: lr and t are 0-d device arrays; otherwise the Python numbers themselves
+        lr_arg = self._lr_array(group, p) if self.capturable else lr
+        decoupled = self.decoupled_weight_decay
+        _ADAM_STEP(g, lr_arg, state["step"], wd if decoupled else 0.0, 0.0 if decoupled else wd,
+                   beta1, beta2, eps, p.data, state["exp_avg"], state["exp_avg_sq"])
 
     def _lr_array(self, group: dict[str, Any], p: Tensor):
         key = (group["_index"], str(p.device), p.dtype.str)
@@ -102,52 +96,32 @@ class Adam(Optimizer):
         return arr
 
 
-def _adam_step_raw(g, decay, l2, beta1, beta2, step_size, bias2_sqrt, eps, p, m, v):
-    """One Adam step in place on p, m, v (g is never modified)."""
-    if decay != 1.0:
-        p *= decay                                # AdamW: p ← p − lr·wd·p, before the Adam step
+def _sqrt(x):
+    """√x of a Python number (staying a Python float: no float64 array scalar) or an array."""
+    return math.sqrt(x) if isinstance(x, float) else backend.xp_of(x).sqrt(x)
+
+
+def _adam_step_raw(g, lr, t, decoupled_wd, l2, beta1, beta2, eps, p, m, v):
+    """One Adam step in place on p, m, v (g is never modified). ``lr`` and ``t`` are
+    Python numbers, or 0-d device arrays for a capturable optimizer."""
     if l2 != 0.0:
         g = g + l2 * p                            # Adam's L2: a new array
-    m *= beta1
-    m += (1.0 - beta1) * g
-    v *= beta2
-    v += (1.0 - beta2) * (g * g)
-    denom = backend.xp_of(v).sqrt(v) / bias2_sqrt + eps
-    p -= step_size * (m / denom)                  # Python floats: the dtype stays p's
-    return p, m, v
-
-
-# The whole update of one parameter as one CUDA kernel (the fallback is ~10 launches)
-_ADAM_STEP = Elementwise(
-    "adam_step", "T g, T decay, T l2, T beta1, T beta2, T step_size, T bias2_sqrt, T eps",
-    "T p, T m, T v",
-    """const T gg = g + l2 * p;
-    p = p * decay;
-    m = beta1 * m + (T(1) - beta1) * gg;
-    v = beta2 * v + (T(1) - beta2) * gg * gg;
-    p = p - step_size * (m / (sqrt(v) / bias2_sqrt + eps));""",
-    fallback=_adam_step_raw)
-
-
-def _adam_step_device_raw(g, lr, t, decoupled_wd, l2, beta1, beta2, eps, p, m, v):
-    """One Adam step with the learning rate ``lr`` and step count ``t`` as device arrays."""
-    xp = backend.xp_of(p)
-    if l2 != 0.0:
-        g = g + l2 * p
     if decoupled_wd != 0.0:
-        p *= 1 - lr * decoupled_wd
+        p *= 1 - lr * decoupled_wd                # AdamW: p ← p − lr·wd·p, before the Adam step
     m *= beta1
     m += (1.0 - beta1) * g
     v *= beta2
     v += (1.0 - beta2) * (g * g)
-    denom = xp.sqrt(v) / xp.sqrt(1 - beta2 ** t) + eps
-    p -= lr / (1 - beta1 ** t) * (m / denom)
+    denom = backend.xp_of(v).sqrt(v) / _sqrt(1 - beta2 ** t) + eps
+    p -= lr / (1 - beta1 ** t) * (m / denom)      # Python floats: the dtype stays p's
     return p, m, v
 
 
-# capturable: the bias corrections computed from t on the device, per element (cheap there)
-_ADAM_STEP_DEVICE = Elementwise(
-    "adam_step_device", "T g, T lr, T t, T decoupled_wd, T l2, T beta1, T beta2, T eps",
+# The whole update of one parameter as one CUDA kernel (the fallback is ~10 launches); the
+# bias corrections are computed per element from t, which costs nothing there and lets t
+# and lr be device arrays (capturable) as well as numbers
+_ADAM_STEP = Elementwise(
+    "adam_step", "T g, T lr, T t, T decoupled_wd, T l2, T beta1, T beta2, T eps",
     "T p, T m, T v",
     """const T gg = g + l2 * p;
     p = p * (T(1) - lr * decoupled_wd);
@@ -155,4 +129,4 @@ _ADAM_STEP_DEVICE = Elementwise(
     v = beta2 * v + (T(1) - beta2) * gg * gg;
     const T step_size = lr / (T(1) - pow(beta1, t));
     p = p - step_size * (m / (sqrt(v) / sqrt(T(1) - pow(beta2, t)) + eps));""",
-    fallback=_adam_step_device_raw)
+    fallback=_adam_step_raw)
