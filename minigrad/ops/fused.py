@@ -15,15 +15,6 @@ from ..autograd import Function, is_grad_enabled
 from ..kernels import Elementwise, Reduction, will_launch
 from ..tensor import Tensor
 
-
-def _stable_max(xp, x, axis):
-    """max over ``axis`` (kept), with rows that are all -inf (or empty) given 0."""
-    if x.size == 0:   # an empty axis has no max; any shift will do
-        return x.sum(axis=axis, keepdims=True)
-    m = x.max(axis=axis, keepdims=True)
-    return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-
-
 # --- row kernels: softmax over the last axis in three launches on a GPU (max, Σ, normalise)
 # instead of about eleven; its backward in two instead of four. m is the row max as it
 # comes from ``x.max``: a row of -inf (fully masked) has m = -inf, shifted by 0 instead.
@@ -39,9 +30,15 @@ def _finite_or_zero(m):
     return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
 
 
-def _row_max(x):
-    """The raw row max (kept dims) that the row kernels take as ``m``."""
-    return x.sum(axis=-1, keepdims=True) if x.shape[-1] == 0 else x.max(axis=-1, keepdims=True)
+def _row_max(x, axis: int = -1):
+    """The max over ``axis`` (kept) as the row kernels take it (``m``): -inf for a fully
+    masked row; an empty array has no max, and any shift will do (zeros)."""
+    return x.sum(axis=axis, keepdims=True) if x.size == 0 else x.max(axis=axis, keepdims=True)
+
+
+def _stable_max(x, axis):
+    """The max over ``axis`` (kept) to shift by, with rows that are all -inf given 0."""
+    return _finite_or_zero(_row_max(x, axis))
 
 
 _SUM_EXP = Reduction(
@@ -69,14 +66,15 @@ _SOFTMAX_BACKWARD = Elementwise(
     fallback=lambda g, y, d, scale: y * (g - d) if scale == 1.0 else scale * (y * (g - d)))
 
 
-def _softmax_last_raw(x):
-    """softmax over the last axis of a raw array (fully masked rows give zeros)."""
-    m = _row_max(x)
-    if will_launch(x):                       # a GPU: three kernels, exp computed twice
+def _softmax_raw(x, axis: int = -1):
+    """softmax over ``axis`` of a raw array (fully masked rows give zeros)."""
+    if axis in (-1, x.ndim - 1) and will_launch(x):   # a GPU: three kernels, exp computed twice
+        m = _row_max(x)
         return _SOFTMAX_NORMALIZE(x, m, _SUM_EXP(x, m))
-    e = backend.xp_of(x).exp(x - _finite_or_zero(m))   # elsewhere: one exp, kept
-    s = e.sum(axis=-1, keepdims=True)
-    e /= backend.xp_of(x).where(s == 0, backend.xp_of(x).ones_like(s), s)
+    xp = backend.xp_of(x)
+    e = xp.exp(x - _stable_max(x, axis))                # elsewhere: one exp, kept
+    s = e.sum(axis=axis, keepdims=True)
+    e /= xp.where(s == 0, xp.ones_like(s), s)
     return e
 
 
@@ -92,12 +90,7 @@ class Softmax(Function):
     op_name = "softmax"
 
     def forward(self, x):
-        if self.axis == x.ndim - 1:
-            return _softmax_last_raw(x)
-        xp = backend.xp_of(x)
-        e = xp.exp(x - _stable_max(xp, x, self.axis))
-        s = e.sum(axis=self.axis, keepdims=True)
-        return e / xp.where(s == 0, xp.ones_like(s), s)
+        return _softmax_raw(x, self.axis)
 
     def backward(self, g):
         s = self.output
@@ -113,18 +106,23 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = backend.xp_of(x)
-        shifted = x - _stable_max(xp, x, self.axis)
+        shifted = x - _stable_max(x, self.axis)
         return shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
 
     def backward(self, g):
         return g - self.output.exp() * g.sum(axis=self.axis, keepdims=True)
 
 
-def _cross_entropy_backward_raw(x, m, s, t, w, off, on, C):
+def _smoothed_onehot(x, t, off, on):
+    """q (N, C): ``on`` at each row's target t (N, 1), ``off`` elsewhere, in x's dtype."""
     xp = backend.xp_of(x)
     q = xp.full(x.shape, off, dtype=x.dtype)
     xp.put_along_axis(q, t, x.dtype.type(on), axis=1)
-    return w * (_softmax_normalize_raw(x, m, s) - q)
+    return q
+
+
+def _cross_entropy_backward_raw(x, m, s, t, w, off, on, C):
+    return w * (_softmax_normalize_raw(x, m, s) - _smoothed_onehot(x, t, off, on))
 
 
 # dx = w_row (softmax(x) - q) over (N, C) in one launch; t, m, s and w are (N, 1) columns
@@ -149,7 +147,8 @@ class CrossEntropy(Function):
         t = self.target
         valid = t != self.ignore_index
         self.valid = valid.astype(x.dtype)                       # (N,)
-        self.safe_t = xp.where(valid, t, xp.zeros_like(t)).astype(xp.int64)[:, None]   # (N, 1)
+        safe_t = xp.where(valid, t, xp.zeros_like(t))
+        self.safe_t = safe_t.astype(xp.int64, copy=False)[:, None]   # (N, 1)
         self.m = _row_max(x)                                     # (N, 1)
         self.s = _SUM_EXP(x, self.m)                             # (N, 1)
         shift = _finite_or_zero(self.m)
@@ -180,18 +179,14 @@ class CrossEntropy(Function):
 
     def backward(self, g):
         x = self.inputs[0]
-        xp = x.xp
-        n, c = x.shape
+        c = x.shape[1]
         eps = self.label_smoothing
         if not is_grad_enabled():   # first-order fast path on raw arrays: one kernel on a GPU
             w = self._weights(g).data
             dx = _CROSS_ENTROPY_BACKWARD(x.data, self.m, self.s, self.safe_t, w, eps / c,
                                          1 - eps + eps / c, c)
             return Tensor._make(dx, x._device)
-        q = xp.zeros((n, c), dtype=x.dtype)   # differentiable path (create_graph)
-        if eps:
-            q += x.dtype.type(eps / c)
-        xp.put_along_axis(q, self.safe_t, x.dtype.type(1 - eps + eps / c), axis=1)
+        q = _smoothed_onehot(x.data, self.safe_t, eps / c, 1 - eps + eps / c)   # create_graph
         return (softmax(x, axis=1) - Tensor._make(q, x._device)) * self._weights(g)
 
 
@@ -355,7 +350,7 @@ class Attention(Function):
         s = (q @ k.swapaxes(-1, -2)) * q.dtype.type(self.scale)      # (..., L, S)
         if self.allowed is not None:
             s = xp.where(self.allowed, s, q.dtype.type(-xp.inf))
-        self.p = _softmax_last_raw(s)                                  # (..., L, S)
+        self.p = _softmax_raw(s)                                       # (..., L, S)
         return self.p @ v
 
     def backward(self, g):
