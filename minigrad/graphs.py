@@ -58,6 +58,10 @@ __all__ = ["CUDAGraph", "graphed_step", "GraphedStep"]
 
 
 def _check_cuda(tensors, where: str) -> Any:
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{where}: input {i} is a {type(t).__name__}; a graphed step takes "
+                            "Tensors (copied into the recorded ones at each call)")
     devs = {t.device for t in tensors}
     if len(devs) != 1 or next(iter(devs)).type != "cuda":
         raise DeviceError(f"{where}: CUDA graphs need every input on one cuda device, got "

@@ -69,6 +69,13 @@ def test_graphed_step_refuses_non_cuda_inputs_by_name():
         step(mg.ones(2))
 
 
+def test_graphed_step_refuses_arrays_by_name():
+    w = mg.zeros(2, requires_grad=True)
+    step = graphed_step(lambda x: (x * w).sum(), optim.AdamW([w], capturable=True))
+    with pytest.raises(TypeError, match="graphed_step: input 0 is a ndarray; a graphed step takes Tensors"):
+        step(np.ones(2))
+
+
 def test_graphed_step_refuses_zero_warmup():
     with pytest.raises(ValueError, match="warmup must be >= 1"):
         graphed_step(lambda x: x, None, warmup=0)
