@@ -8,7 +8,7 @@
     x.grad          # tensor([2., 4., 6.])
 """
 
-from . import cuda, functional, nn, ops, optim, viz  # noqa: F401  (ops binds Tensor's operator methods)  # noqa: E402,F401
+from . import cuda, functional, nn, ops, optim, profile, viz  # noqa: F401  (ops binds Tensor's operator methods)  # noqa: E402,F401
 from .autograd import (
     Function,
     backward,
@@ -140,5 +140,5 @@ __all__ = [
     "squeeze", "unsqueeze", "expand_dims", "concatenate", "cat", "stack", "split", "flip", "pad",
     "astype", "getitem", "eq", "ne", "lt", "le", "gt", "ge", "isfinite", "logical_and",
     "logical_or", "logical_xor", "logical_not",
-    "cuda", "functional", "nn", "optim", "viz", "__version__",
+    "cuda", "functional", "nn", "optim", "profile", "viz", "__version__",
 ]

@@ -35,6 +35,7 @@ __all__ = ["Function", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_en
 class _Mode(threading.local):
     grad_enabled = True
     anomaly = False
+    backward_pass = False     # the engine is walking a graph (minigrad.profile reads it)
 
 
 _mode = _Mode()
@@ -74,6 +75,21 @@ class enable_grad(_GradMode):
 class set_grad_enabled(_GradMode):
     def __init__(self, mode: bool):
         self.enabled = bool(mode)
+
+
+class _BackwardPass:
+    """Marks the engine's walk of a graph (so ``minigrad.profile`` can tell the ops of a
+    backward pass from those of a forward); restores the previous mark, since a node's
+    backward may run the engine again (``create_graph`` paths of the fused ops)."""
+
+    def __enter__(self):
+        self._prev = _mode.backward_pass
+        _mode.backward_pass = True
+        return self
+
+    def __exit__(self, *exc):
+        _mode.backward_pass = self._prev
+        return False
 
 
 class detect_anomaly(contextlib.ContextDecorator):
@@ -246,7 +262,7 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
     for o, g in zip(outputs, grad_outputs):
         acc.add(o, g)
     result: dict[int, Tensor] = {}
-    with set_grad_enabled(create_graph):
+    with set_grad_enabled(create_graph), _BackwardPass():
         for t in _toposort(outputs):
             g = acc.pop(t)
             if g is None:

@@ -78,8 +78,9 @@ def device(spec: str | Device | None) -> Device:
         from . import cuda
         if not cuda.is_available():
             raise DeviceError(f"device {str(d)!r} requested but CUDA is not available "
-                              f"({cuda.unavailable_reason()}); use 'cpu', or install "
-                              "minigrad[cuda] on a machine with an NVIDIA GPU")
+                              f"({cuda.unavailable_reason()}); use 'cpu', or, on a machine with an "
+                              "NVIDIA GPU, install CuPy: pip install -e \".[cuda]\" in a checkout of "
+                              "minigrad-lmroad (CUDA 13), or pip install cupy-cuda12x (CUDA 12)")
     return d
 
 
@@ -187,6 +188,7 @@ def _row_scatter_add(target: np.ndarray, idx: np.ndarray, values: np.ndarray) ->
     if n_rows <= 256 and flat.size:
         onehot = np.zeros((n_rows, flat.size), dtype=vals.dtype)
         onehot[flat, np.arange(flat.size)] = 1
+        # not reported to minigrad.profile: a scatter-add done as a product, not a model's product
         target += (onehot @ vals).reshape(target.shape)
         return
     order = np.argsort(flat, kind="stable")

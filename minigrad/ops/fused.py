@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import backend, profile
 from ..autograd import Function, is_grad_enabled
 from ..kernels import Elementwise, Reduction, will_launch
 from ..tensor import Tensor
@@ -347,6 +347,10 @@ class Attention(Function):
 
     def forward(self, q, k, v):
         xp = backend.xp_of(q)
+        if profile.active:          # Q Kᵀ and P V, dense: every (L, S) score, masked or not
+            kt = k.swapaxes(-1, -2)
+            profile.add_matmul(q, kt)
+            profile.add_matmul(profile.matmul_shape(q, kt), v)
         s = (q @ k.swapaxes(-1, -2)) * q.dtype.type(self.scale)      # (..., L, S)
         if self.allowed is not None:
             s = xp.where(self.allowed, s, q.dtype.type(-xp.inf))
@@ -365,10 +369,15 @@ class Attention(Function):
             gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
             return (gs @ k) * self.scale, (gs.swapaxes(-1, -2) @ q) * self.scale, p.swapaxes(-1, -2) @ g
         p, ga = self.p, g.data                    # first order: raw arrays, scale folded in
-        gs = _softmax_last_backward_raw(ga @ v.data.swapaxes(-1, -2), p, self.scale)
+        vt, pt = v.data.swapaxes(-1, -2), p.swapaxes(-1, -2)   # (..., Ev, S), (..., S, L)
+        gs = _softmax_last_backward_raw(ga @ vt, p, self.scale)  # dS (..., L, S)
+        gst = gs.swapaxes(-1, -2)
+        if profile.active:                        # dP = G Vᵀ, dQ = dS K, dK = dSᵀ Q, dV = Pᵀ G
+            for a, b in ((ga, vt), (gs, k.data), (gst, q.data), (pt, ga)):
+                profile.add_matmul(a, b)
         dev = g._device
-        return (Tensor._make(gs @ k.data, dev), Tensor._make(gs.swapaxes(-1, -2) @ q.data, dev),
-                Tensor._make(p.swapaxes(-1, -2) @ ga, dev))
+        return (Tensor._make(gs @ k.data, dev), Tensor._make(gst @ q.data, dev),
+                Tensor._make(pt @ ga, dev))
 
 
 def _vjp_of(composite, inputs: tuple[Tensor, ...], g: Tensor) -> tuple[Tensor | None, ...]:
@@ -559,6 +568,8 @@ class LSTMSequence(Function):
         bias = b_hh[0] if b_hh else xp.zeros(4 * H, dtype=gx.dtype)
         hw = xp.empty((B, 4 * H), dtype=gx.dtype)                    # h_{t-1} W_hhᵀ
         h, c, wt = h0, c0, w_hh.T
+        if profile.active:
+            profile.add_matmul(h0, wt, times=T)                      # (B, H) @ (H, 4H) per step
         for t in range(T):
             xp.matmul(h, wt, out=hw)
             _LSTM_SEQ_FORWARD(gx[t], hw, bias, c, H, ys[t], self.acts[t])   # + gx_t + b_hh
@@ -578,12 +589,16 @@ class LSTMSequence(Function):
         dc = xp.empty((B, H), dtype=gx.dtype)
         dh_next = xp.zeros((B, H), dtype=gx.dtype)                   # from step t+1
         dc_next = xp.zeros((B, H), dtype=gx.dtype)
+        if profile.active:
+            profile.add_matmul((B, 4 * H), w, times=T)               # dh_{t-1} = da_t W_hh per step
         for t in range(T - 1, -1, -1):
             c_prev = c0.data if t == 0 else ys[t - 1, :, H:]
             _LSTM_SEQ_BACKWARD(self.acts[t], ys[t], gout[t], dh_next, dc_next, c_prev, H, da[t], dc)
             xp.matmul(da[t], w, out=dh_next)                         # dh_{t-1} (B, H)
             dc_next, dc = dc, dc_next                                # reuse the two buffers
         h_prev = xp.concatenate([h0.data[None], ys[:-1, :, :H]], axis=0)   # (T, B, H)
+        if profile.active:
+            profile.add_matmul((4 * H, T * B), (T * B, H))
         dw = da.reshape(T * B, 4 * H).T @ h_prev.reshape(T * B, H)   # (4H, H)
         dev = g._device
         grads = [Tensor._make(da, dev), Tensor._make(dh_next, dev), Tensor._make(dc_next, dev),
@@ -723,6 +738,8 @@ class Linear(Function):
     op_name = "linear"
 
     def forward(self, x, w, *b):
+        if profile.active:
+            profile.add_matmul(x, w.T)                   # (..., in) @ (in, out)
         y = x @ w.T
         return y + b[0] if b else y
 
@@ -733,6 +750,11 @@ class Linear(Function):
         out, inp = w.shape
         rows = math.prod(g.shape[:-1])          # explicit, so empty batches reshape too
         g2 = g.data.reshape(rows, out)
+        if profile.active:                      # dx = G W (..., out) @ (out, in), dW = Gᵀ x
+            if x.requires_grad:
+                profile.add_matmul(g.data, w.data)
+            if w.requires_grad:
+                profile.add_matmul((out, rows), (rows, inp))
         grads = [Tensor._make(g.data @ w.data, g._device) if x.requires_grad else None]
         grads.append(Tensor._make(g2.T @ x.data.reshape(rows, inp), g._device)
                      if w.requires_grad else None)

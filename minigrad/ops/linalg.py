@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .. import profile
 from ..autograd import Function
 from ..tensor import Tensor
 from ._lift import broadcast_shape, lift
@@ -13,10 +14,13 @@ class MatMul(Function):
     """C = A @ B;  dA = G Bᵀ,  dB = Aᵀ G  (batch dims reduced by the engine).
 
     A 1-D operand is treated as a row (left) or column (right) vector, then
-    that dimension is dropped, as in NumPy."""
+    that dimension is dropped, as in NumPy. The backward's two products are
+    Tensor ``@`` again, so ``minigrad.profile`` counts them here too."""
     op_name = "matmul"
 
     def forward(self, a, b):
+        if profile.active:
+            profile.add_matmul(a, b)
         return a @ b
 
     def backward(self, g):
