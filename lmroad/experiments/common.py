@@ -1,17 +1,16 @@
-"""What the road's sections share: progress lines, and a small training loop
-for the synthetic tasks (the text models use ``lmroad.train``)."""
+"""What the road's sections share: progress lines, and the training loop of the
+synthetic tasks (the text models train in ``quality.train_lm``)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import minigrad as mg
 from minigrad import optim
 
-__all__ = ["Progress", "TrainStats", "train_steps", "fmt_seconds"]
+__all__ = ["Progress", "train_steps", "fmt_seconds"]
 
 
 def fmt_seconds(s: float) -> str:
@@ -35,41 +34,41 @@ class Progress:
             print(f"[{fmt_seconds(self.elapsed()):>6}] {message}", file=self.stream, flush=True)
 
 
-@dataclass
-class TrainStats:
-    steps: int
-    tokens: int
-    seconds: float
-    final_loss: float          # mean training loss over the last tenth of the steps
-    losses: list[float]
+def train_steps(model, next_batch: Callable[[], tuple[mg.Tensor, mg.Tensor]], *, steps: int, lr: float,
+                weight_decay: float = 0.0, warmup_fraction: float = 0.1, curve_points: int = 20,
+                evaluate: Callable[[object], float] | None = None) -> dict:
+    """AdamW on ``model(x, y) -> (logits, loss)`` for exactly ``steps`` steps:
+    linear warmup over the first ``warmup_fraction`` of them, then a cosine to
+    zero at the last step; gradients clipped to total norm 1.
 
-
-def train_steps(model, next_batch: Callable[[], tuple[mg.Tensor, mg.Tensor]], lr: float,
-                max_steps: int | None = None, max_seconds: float | None = None,
-                clip: float = 1.0, weight_decay: float = 0.0) -> TrainStats:
-    """AdamW on ``model(x, y) -> (logits, loss)`` for ``max_steps`` steps or
-    ``max_seconds`` seconds, whichever comes first (at least one step).
-
-    Gradients are clipped to total norm ``clip`` (recurrent models need it)."""
-    if max_steps is None and max_seconds is None:
-        raise ValueError("train_steps: give max_steps or max_seconds")
+    Returns ``final_loss`` (the mean training loss over the last tenth of the
+    steps) and ``curve``: at ``curve_points`` evenly spaced steps, the mean
+    training loss since the previous point and, if given, ``evaluate(model)``."""
+    if steps < 1:
+        raise ValueError(f"train_steps: steps must be >= 1, got {steps}")
+    warmup = max(1, round(warmup_fraction * steps))
     opt = optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.train()
+    marks = sorted({max(1, round(steps * (i + 1) / curve_points)) for i in range(curve_points)})
     losses: list[float] = []
-    tokens = 0
-    t0 = time.perf_counter()
-    while True:
+    curve: list[dict] = []
+    model.train()
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = optim.cosine_with_warmup(step, lr, warmup, steps, 0.0)
         x, y = next_batch()
         _, loss = model(x, y)
         opt.zero_grad()
         loss.backward()
-        optim.clip_grad_norm_(model.parameters(), clip)
+        optim.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.item()))
-        tokens += x.size
-        elapsed = time.perf_counter() - t0
-        if (max_steps is not None and len(losses) >= max_steps) or \
-                (max_seconds is not None and elapsed >= max_seconds):
-            break
-    tail = losses[-max(1, len(losses) // 10):]
-    return TrainStats(len(losses), tokens, elapsed, sum(tail) / len(tail), losses)
+        if step + 1 in marks:
+            since = marks.index(step + 1)
+            start = marks[since - 1] if since else 0
+            point = dict(step=step + 1, train_loss=float(sum(losses[start:]) / (step + 1 - start)))
+            if evaluate is not None:
+                point["eval_loss"] = float(evaluate(model))
+                model.train()
+            curve.append(point)
+    tail = losses[-max(1, steps // 10):]
+    return dict(final_loss=float(sum(tail) / len(tail)), curve=curve)

@@ -25,7 +25,7 @@ import minigrad.functional as F
 
 from .probes import record_states, top_cell
 
-__all__ = ["gradient_norms", "decay_summary", "GradientFlowResult"]
+__all__ = ["gradient_norms", "decay_summary", "recurrent_singular_value", "GradientFlowResult"]
 
 
 def gradient_norms(model, idx: mg.Tensor, targets: mg.Tensor) -> np.ndarray:
@@ -49,20 +49,43 @@ def gradient_norms(model, idx: mg.Tensor, targets: mg.Tensor) -> np.ndarray:
 
 
 def decay_summary(norms: np.ndarray, distances=(10, 25, 50, 100)) -> dict:
-    """Ratios ‖∂L/∂h_{T−d}‖ / ‖∂L/∂h_T‖ at a few distances, and the fitted
-    factor per step (geometric mean of the decay over the measured range)."""
+    """What a curve of ‖∂L_T/∂h_{T−d}‖ against d says about vanishing gradients.
+
+    * ``ratio_d``: ‖∂L/∂h_{T−d}‖ / ‖∂L/∂h_T‖ at a few distances d;
+    * ``step_ratio``: the median of the per-step ratios norms[d+1] / norms[d];
+    * ``factor_per_step``: the fitted decay per step, exp of the slope of a
+      straight line through log norms against d (d >= 1; 1 = no decay);
+    * ``half_life``: steps for the gradient to halve at that rate,
+      ln ½ / ln(factor) (None when it does not decay)."""
     out = {}
     base = norms[0] if norms[0] > 0 else np.nan
     for d in distances:
         out[f"ratio_{d}"] = float(norms[d] / base) if d < len(norms) else None
+    pos = norms > 0
+    steps = norms[1:][pos[1:] & pos[:-1]] / norms[:-1][pos[1:] & pos[:-1]]
+    out["step_ratio"] = float(np.median(steps)) if len(steps) else None
     d = np.arange(1, len(norms))
     ok = norms[1:] > 0
     if ok.sum() >= 2:
         slope = np.polyfit(d[ok], np.log(norms[1:][ok]), 1)[0]
         out["factor_per_step"] = float(np.exp(slope))
+        out["half_life"] = float(np.log(0.5) / slope) if slope < 0 else None
     else:
-        out["factor_per_step"] = None
+        out["factor_per_step"] = out["half_life"] = None
     return out
+
+
+def recurrent_singular_value(model) -> float:
+    """The largest singular value of the top recurrent layer's W_hh (all gates stacked).
+
+    For the tanh RNN, h_t = tanh(W_hh h_{t−1} + ...), so
+    ‖∂h_t/∂h_{t−1}‖ <= γ·σ_max(W_hh) with γ = 1, the largest slope of tanh:
+    when σ_max < 1/γ = 1 the gradient must vanish geometrically (Pascanu,
+    Mikolov & Bengio 2013); above it, it may explode. For the LSTM and GRU
+    the gates stand between W_hh and the state, so the bound does not apply
+    as such; the number is reported for comparison."""
+    w = top_cell(model).weight_hh.numpy().astype(np.float64)          # (G·H, H)
+    return float(np.linalg.svd(w, compute_uv=False)[0])
 
 
 @dataclass

@@ -36,7 +36,7 @@ class LSTMCell(RecurrentCell):
     Shapes: x (B, I) or (I,); state (h, c), each (B, H) or (H,), zeros when
     not given; returns (h', c'). The additive update of c is what lets
     gradients survive many steps (it eases, not removes, vanishing gradients;
-    exploding ones still need clipping: see ERRATA.md).
+    exploding ones still need clipping: see docs/seed.md).
     """
 
     gates: ClassVar[int] = 4

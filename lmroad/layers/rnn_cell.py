@@ -18,7 +18,7 @@ class RNNCell(RecurrentCell):
     Parameters as PyTorch's ``torch.nn.RNNCell`` (names, shapes, U(±1/√H)
     initialisation): ``weight_ih`` (H, I), ``weight_hh`` (H, H), ``bias_ih``
     (H,), ``bias_hh`` (H,). (The seed document writes σ "sigmoid or tanh" for
-    the state; tanh is the usual choice, see ERRATA.md.)
+    the state; tanh is the usual choice, see docs/seed.md.)
     """
 
     gates: ClassVar[int] = 1

@@ -28,7 +28,7 @@ class TransformerBlock(nn.Module):
 
     (The seed document's h_t = LN(h_{t-1} + MultiHeadAttention + SelfAttention
     + b) is not either: self-attention *is* the multi-head attention; see
-    ERRATA.md.) Pre-LN keeps an identity path from input to output and trains
+    docs/seed.md.) Pre-LN keeps an identity path from input to output and trains
     without warm-up more easily; post-LN is the original.
 
     Submodules: ``ln1``, ``attn`` (MultiHeadAttention, batch first), ``drop``

@@ -24,9 +24,16 @@ of two such tensors for "lstm". ``generate`` does not touch ``last_state``.
 
 ``tie_weights=True`` uses the embedding matrix as the output weights
 (Press & Wolf 2017; Inan et al. 2017), which needs n_embd == hidden_size.
-Initialisation: embedding and output weights U(-0.1, 0.1), output bias 0
-(as PyTorch's word-language-model example); the recurrent cells keep their
-PyTorch initialisation, U(±1/√hidden_size).
+Initialisation: PyTorch's defaults for every layer, as a model built from
+``nn.Embedding``, ``nn.LSTM`` (``nn.RNN``, ``nn.GRU``) and ``nn.Linear`` starts:
+the embedding N(0, 1), the recurrent cells U(±1/√hidden_size), the output
+layer U(±1/√hidden_size) (Kaiming-uniform with a = √5) and its bias
+U(±1/√hidden_size). An earlier version started the embedding at U(±0.1), as
+PyTorch's word-language-model example does for its 200- to 1500-wide
+embeddings; with the narrow embeddings of small models that feeds the cells
+inputs of standard deviation 0.06 against recurrent weights of about
+1/√H, and an LSTM then stayed at chance on the recall task at every learning
+rate tried (the same LSTM in PyTorch from those weights did too).
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmroad.layers import GRU, LSTM, RNN, Dropout, Embedding, Linear
-from minigrad import nn
 from minigrad.tensor import Tensor
 
 from .base import LanguageModel, check_sizes
@@ -101,10 +107,7 @@ class RNNLM(LanguageModel):
         extra = {"forget_bias": cfg.forget_bias} if cfg.cell == "lstm" else {}
         self.core = CORES[cfg.cell](cfg.n_embd, cfg.hidden_size, cfg.num_layers, batch_first=True,
                                     dropout=cfg.dropout, **extra)
-        self.head = Linear(cfg.hidden_size, cfg.vocab_size)
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.uniform_(self.head.weight, -0.1, 0.1)
-        nn.init.zeros_(self.head.bias)
+        self.head = Linear(cfg.hidden_size, cfg.vocab_size)     # PyTorch's defaults, see above
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight    # one Parameter, (V, n_embd)
         self.last_state = None

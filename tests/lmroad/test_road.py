@@ -4,35 +4,52 @@ corpus writes the whole report, and its measuring parts measure what they say.
 The full quick run takes about 20 s on a 2-core CPU; it runs once per module."""
 
 import csv
+import dataclasses
 import importlib.util
+import shutil
 
 import numpy as np
 import pytest
 
 import minigrad as mg
 from lmroad.data import tiny_corpus
+from lmroad.experiments import pool as pool_mod
 from lmroad.experiments import road
+from lmroad.experiments import runs as runs_mod
+from lmroad.experiments.flops import non_embedding_parameters
 from lmroad.experiments.gradient_flow import decay_summary, gradient_norms
 from lmroad.experiments.interpret import attention_maps, lstm_gates, mean_attention_distance
 from lmroad.experiments.long_range import recall_batch
 from lmroad.experiments.probes import record_states, top_cell
-from lmroad.experiments.quality import build_neural, matched_size
+from lmroad.experiments.quality import ARCHS, build_model, width_for
 from lmroad.experiments.report import Report, markdown_table
+from lmroad.experiments.runs import is_timing
 from lmroad.models.rnn import LSTMLM, RNNLM
 from lmroad.models.transformer import TransformerLM
 
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 
 
+def _quick(tmp, name, jobs, data):
+    out = tmp / name
+    assert road.main(["--quick", "--data", str(data), "--out", str(out), "--seed", "0",
+                      "--jobs", str(jobs)]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
-def quick_report(tmp_path_factory):
+def quick_runs(tmp_path_factory):
+    """The quick road twice on a tiny corpus: one worker, then two."""
     tmp = tmp_path_factory.mktemp("road")
     corpus = tiny_corpus(seed=3, n_chars=30_000)
     data = tmp / "tiny.txt"
     data.write_text(corpus.train + corpus.val, encoding="utf-8")
-    out = tmp / "report"
-    assert road.main(["--quick", "--data", str(data), "--out", str(out), "--seed", "0"]) == 0
-    return out
+    return _quick(tmp, "one", 1, data), _quick(tmp, "two", 2, data), data
+
+
+@pytest.fixture(scope="module")
+def quick_report(quick_runs):
+    return quick_runs[0]
 
 
 def _rows(path):
@@ -40,33 +57,125 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+def _values(folder):
+    """Every CSV of a report, without its timing columns."""
+    out = {}
+    for path in sorted(folder.glob("*.csv")):
+        if "timing" in path.name:
+            continue
+        out[path.name] = [{k: v for k, v in r.items() if not is_timing(k)} for r in _rows(path)]
+    return out
+
+
 def test_quick_road_writes_every_section(quick_report):
     text = (quick_report / "report.md").read_text(encoding="utf-8")
-    for heading in ("## Setup", "## 1. Quality and cost", "## 2. Gradient flow", "## 3. Long-range",
-                    "## 4. Inside the trained models", "## 5. How to choose",
-                    "### The seed document's claims, checked"):
-        assert heading in text
-    assert "| model | parameters |" in text                 # the quality table
-    assert "| if you need | choose | measured | runner-up |" in text
-    assert "Quick run" in text                              # a quick report says its numbers mean little
+    for heading in ("## Setup", "## 1. Learning rates", "## 2. Quality at matched compute",
+                    "## 3. Loss against position", "## 4. Gradient flow", "## 5. Long-range tasks",
+                    "### Copying memory", "### Adding problem", "### Recall",
+                    "## 6. Inside the trained models",
+                    "## 7. How to choose", "### The claims, checked"):
+        assert heading in text, heading
+    assert "python -m lmroad road --budget quick" in text          # the command that reproduces it
+    assert "Quick run" in text                      # a quick report says its numbers mean little
+    assert "shared/" not in text and "ERRATA" not in text           # nothing a user of the repository lacks
 
 
-def test_quick_road_csv_hold_every_model(quick_report):
-    quality = {r["model"]: r for r in _rows(quick_report / "quality.csv")}
-    assert set(quality) == {"2-gram", "3-gram", "4-gram", "rnn", "lstm", "gru", "transformer"}
-    for r in quality.values():
-        assert 0 < float(r["val_bpc"]) < 10 and r["sample"]
-    long_range = _rows(quick_report / "long_range.csv")
-    assert {(r["model"], int(r["k"])) for r in long_range} == {
-        (m, k) for m in ("rnn", "lstm", "transformer") for k in road.QUICK.distances}
-    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in long_range)
-    grads = _rows(quick_report / "gradient_flow.csv")
-    assert len(grads) == road.QUICK.grad_T and "lstm_trained" in grads[0]
+def test_quick_road_csv_hold_every_model_size_and_seed(quick_report):
+    quality = _rows(quick_report / "quality.csv")
+    assert {r["arch"] for r in quality} == {"ngram", *ARCHS}
+    assert len([r for r in quality if r["arch"] == "lstm"]) == len(road.QUICK.sizes)
+    runs = list((quick_report / "runs").glob("lm-*.json"))
+    assert len(runs) == len(ARCHS) * len(road.QUICK.sizes) * road.QUICK.seeds
+    positions = _rows(quick_report / "position_loss.csv")
+    assert len(positions) == road.QUICK.n_ctx and "lstm_carried" in positions[0]
+    for task in ("copy", "adding", "recall"):
+        rows = _rows(quick_report / f"task_{task}.csv")
+        assert {r["arch"] for r in rows} == set(road.TASK_ARCHS)
+    verdicts = _rows(quick_report / "verdicts.csv")
+    assert verdicts and all(v["verdict"] in ("consistent", "contradicted", "not settled") for v in verdicts)
+
+
+def test_same_numbers_with_one_worker_or_two(quick_runs):
+    one, two, _ = quick_runs
+    a, b = _values(one), _values(two)
+    assert a.keys() == b.keys() and len(a) >= 10
+    for name in a:
+        assert a[name] == b[name], name
+
+
+def test_an_interrupted_road_finishes_where_it_stopped(quick_runs, tmp_path, monkeypatch):
+    """Remove three saved runs and half-write a fourth (as a crash would): the same
+    command reruns exactly those four and writes the same numbers."""
+    _, two, data = quick_runs
+    out = tmp_path / "resumed"
+    shutil.copytree(two, out)
+    files = sorted((out / "runs").glob("lm-*.json"))
+    for f in files[:3]:
+        f.unlink()
+    files[3].write_text(files[3].read_text()[:100])
+    calls = []
+    real = runs_mod.execute
+    monkeypatch.setattr(pool_mod, "execute", lambda spec, d: calls.append(spec) or real(spec, d))
+    assert road.main(["--quick", "--data", str(data), "--out", str(out), "--seed", "0", "--jobs", "1"]) == 0
+    assert sorted(runs_mod.spec_id(s) + ".json" for s in calls) == sorted(f.name for f in files[:4])
+    assert _values(out) == _values(two)
+
+
+def test_ctrl_c_keeps_the_finished_runs(tmp_path, monkeypatch):
+    data = road.Data(train=np.arange(3000) % 7, tune=np.arange(300) % 7, val=np.arange(600) % 7,
+                     tokenizer=None, prompt="", line="")
+    specs = [dict(kind="fake", seed=i) for i in range(5)]
+    done = []
+
+    def execute(spec, d):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(spec)
+        return dict(spec, value=spec["seed"] * 2)
+
+    monkeypatch.setattr(pool_mod, "execute", execute)
+    with pytest.raises(pool_mod.Interrupted, match="2 of 5 runs are saved"):
+        pool_mod.run_all(specs, data, str(tmp_path), jobs=1, quiet=True)
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 2
+    monkeypatch.setattr(pool_mod, "execute", lambda spec, d: dict(spec, value=spec["seed"] * 2))
+    results = pool_mod.run_all(specs, data, str(tmp_path), jobs=1, quiet=True)
+    assert [results[runs_mod.spec_id(s)]["value"] for s in specs] == [0, 2, 4, 6, 8]
+
+
+def test_a_changed_spec_is_run_again(tmp_path, monkeypatch):
+    data = None
+    calls = []
+    monkeypatch.setattr(pool_mod, "execute", lambda spec, d: calls.append(spec) or dict(spec, v=1))
+    spec = dict(kind="fake", seed=0, tokens=10, cost=1.0)
+    pool_mod.run_all([spec], data, str(tmp_path), quiet=True)
+    pool_mod.run_all([dict(spec, cost=5.0)], data, str(tmp_path), quiet=True)   # cost only schedules
+    assert len(calls) == 1
+    pool_mod.run_all([dict(spec, tokens=20)], data, str(tmp_path), quiet=True)
+    assert len(calls) == 2
+
+
+def test_budgets_are_tokens_derived_from_flops():
+    for b in road.BUDGETS.values():
+        for i, n in enumerate(b.sizes):
+            assert b.tokens(i) == round(b.flops[i] / (3 * 2 * n))
+        assert not any("second" in f.name for f in dataclasses.fields(b))
+    d = road.DEFAULT
+    assert len(d.sizes) >= 3 and d.sizes[-1] / d.sizes[0] >= 8 and d.seeds >= 3 and d.n_ctx >= 256
+    assert d.eval_windows >= 1000 and len(d.ngram_orders) >= 3
+
+
+def test_the_learning_rate_is_the_sweeps_best_for_each_architecture():
+    results = {f"{a}{lr}": dict(kind="sweep", arch=a, lr=lr, tune_loss=loss)
+               for a in ARCHS for lr, loss in ((1e-3, 2.0), (3e-3, 1.5 if a != "gru" else 2.5), (1e-2, 1.8))}
+    results["nan"] = dict(kind="sweep", arch="rnn", lr=3e-2, tune_loss=float("nan"))   # a diverged trial
+    lrs = road.best_lrs(results)
+    assert lrs == {"rnn": 3e-3, "lstm": 3e-3, "gru": 1e-2, "transformer": 3e-3}
 
 
 def test_quick_road_figures_or_a_note(quick_report):
     text = (quick_report / "report.md").read_text(encoding="utf-8")
-    names = ["quality.png", "gradient_flow.png", "long_range.png", "attention.png", "lstm_gates.png"]
+    names = ["quality_params.png", "quality_flops.png", "position_loss.png", "gradient_flow.png",
+             "task_copy.png", "task_adding.png", "task_recall.png", "attention.png", "lstm_gates.png"]
     if HAVE_MPL:
         for n in names:
             assert (quick_report / n).stat().st_size > 1000 and f"]({n})" in text
@@ -139,8 +248,32 @@ def test_attention_rows_are_causal_distributions_and_gates_are_probabilities():
         assert gates[key].shape == (10, 5) and np.all((gates[key] > 0) & (gates[key] < 1))
 
 
-def test_matched_sizes_are_close_to_the_budget():
-    for kind in ("rnn", "lstm", "gru", "transformer"):
-        size = matched_size(kind, 65, 50_000, 32)
-        n = build_neural(kind, 65, size, 32).num_parameters()
-        assert abs(n - 50_000) < 0.2 * 50_000, (kind, size, n)
+def test_widths_match_the_parameter_targets():
+    for arch in ARCHS:
+        for target in (6_000, 54_000):
+            n = non_embedding_parameters(build_model(arch, 65, width_for(arch, 65, target, 64), 64))
+            assert abs(n - target) < 0.2 * target, (arch, target, n)
+
+
+def test_the_lstm_of_the_road_starts_with_open_forget_gates():
+    cell = top_cell(build_model("lstm", 10, 8, 16))
+    H = 8
+    forget = cell.bias_ih.numpy()[H:2 * H] + cell.bias_hh.numpy()[H:2 * H]   # gates i, f, g, o
+    np.testing.assert_allclose(forget, 1.0, atol=0.5)                        # bias 1 (+ the U(±1/√H) init)
+    assert forget.mean() > 0.6
+
+
+def test_a_sweep_whose_best_is_at_the_edge_looks_one_step_further():
+    b = dataclasses.replace(road.DEFAULT, sweep_lrs=(3e-3, 1e-2, 3e-2))
+
+    def results(losses):
+        return {f"{a}{lr}": dict(kind="sweep", arch=a, lr=lr, tune_loss=loss)
+                for a, trials in losses.items() for lr, loss in trials.items()}
+    grid = {"rnn": {3e-3: 2.5, 1e-2: 2.2, 3e-2: 2.1},          # best at the top: try 0.1
+            "lstm": {3e-3: 2.0, 1e-2: 2.2, 3e-2: 2.4},         # best at the bottom: try 1e-3
+            "transformer": {3e-3: 2.5, 1e-2: 2.2, 3e-2: 2.4}}  # inside the grid: done
+    assert road.sweep_extensions(b, results(grid)) == {"rnn": 0.1, "lstm": 1e-3}
+    grid["rnn"].update({0.1: 2.0, 0.3: 1.9})                  # two steps beyond the grid: stop there
+    assert "rnn" not in road.sweep_extensions(b, results(grid))
+    grid["rnn"][0.3] = float("nan")                            # a diverged trial never wins
+    assert road.best_lrs(results(grid))["rnn"] == 0.1
