@@ -12,8 +12,11 @@ current NumPy, e.g.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/gpt.py
 
-Nothing here imports NumPy at module level, so a script can parse its
-arguments and call ``set_threads`` before NumPy (and its BLAS) loads.
+Threads: ``set_threads(n)`` limits NumPy's BLAS (through threadpoolctl, at
+run time, with lmroad's one rule: ``lmroad.threads``) and PyTorch
+(``torch.set_num_threads``) to the same count; ``torch_or_none`` keeps the two
+in step when PyTorch is imported afterwards. Every script defaults to 1
+thread (benchmarks/threads.py measures why).
 """
 
 from __future__ import annotations
@@ -28,16 +31,27 @@ import time
 from collections.abc import Callable
 
 
-def set_threads(n: int) -> None:
-    """Same thread count for NumPy's BLAS and PyTorch (call before importing numpy)."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
+def set_threads(n: int) -> int:
+    """The same thread count for NumPy's BLAS (and every BLAS/OpenMP library loaded) and, once
+    imported, PyTorch; at any time (``lmroad.threads.set_threads``, through threadpoolctl).
+    Returns ``n``; ValueError unless it is a positive integer."""
+    from lmroad.threads import set_threads as limit_blas
+    limit_blas(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    return n
+
+
+def parse_threads(text: str) -> int:
+    """``--threads``'s type: a positive integer (an argparse error otherwise)."""
+    from lmroad.threads import parse_threads as parse
+    return parse(text)
 
 
 def add_common_args(parser: argparse.ArgumentParser, repeats: int = 7, warmup: int = 2) -> None:
     """The flags every side-by-side script shares."""
-    parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS/OpenMP threads for both frameworks (default 1)")
+    parser.add_argument("--threads", type=parse_threads, default=1, metavar="N",
+                        help="BLAS/OpenMP threads for both frameworks (default 1; see benchmarks/threads.py)")
     parser.add_argument("--repeats", type=int, default=repeats,
                         help=f"timed repetitions per framework, alternating (default {repeats})")
     parser.add_argument("--warmup", type=int, default=warmup,
@@ -57,7 +71,7 @@ def torch_or_none(threads: int):
         print("# PyTorch is not installed: timing minigrad alone (pip install torch for the comparison)",
               file=sys.stderr)
         return None
-    torch.set_num_threads(threads)
+    set_threads(threads)          # torch's threads, and the BLAS/OpenMP libraries it loaded
     return torch
 
 

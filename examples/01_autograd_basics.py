@@ -1,6 +1,6 @@
 """Step 1 of the road: tensors, the graph, backward, and a Hessian-vector product.
 
-    python examples/01_autograd_basics.py [--device cpu|cuda] [--quick]
+    python examples/01_autograd_basics.py [--device cpu|cuda] [--quick] [--threads N]
 
 Everything a neural network needs from minigrad is here in miniature: a
 tensor remembers the op that made it, ``backward()`` walks that graph in
@@ -8,17 +8,13 @@ reverse and leaves d(loss)/d(leaf) in ``.grad``, and because backward is
 itself written with differentiable ops, gradients can be differentiated again.
 """
 
-import argparse
-
 import numpy as np
+from _common import example_parser, parse_example_args  # the flags all examples share
 
 import minigrad as mg
 import minigrad.functional as F
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", default="cpu", help="cpu or cuda")
-parser.add_argument("--quick", action="store_true", help="accepted for uniformity; this example is tiny")
-args = parser.parse_args()
+args = parse_example_args(example_parser(__doc__, quick="accepted for uniformity; this example is tiny"))
 dev = mg.device(args.device)
 mg.manual_seed(0)
 

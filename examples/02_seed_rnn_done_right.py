@@ -1,11 +1,11 @@
 """Step 2: the seed document's NumPy RNN, done right on minigrad.
 
-    python examples/02_seed_rnn_done_right.py [--device cpu|cuda] [--quick]
+    python examples/02_seed_rnn_done_right.py [--device cpu|cuda] [--quick] [--threads N]
 
 The seed's snippet does not run (it indexes the hidden state along the wrong
 axis and past its end), uses a sigmoid state, and has no loss and no gradient
 step, so it "trains" nothing. Here is the same network, with its equations
-(tanh for the state, see ERRATA.md):
+(tanh for the state, see docs/seed.md):
 
     h_t = tanh(W_hh h_{t-1} + W_xh x_t + b_h)        x_t: one-hot character
     y_t = W_hy h_t + b_y                              logits over the next character
@@ -16,19 +16,15 @@ and the three things the snippet lacks: a loss, backpropagation through time
 It learns a tiny generated text and then writes some of its own.
 """
 
-import argparse
-
 import numpy as np
+from _common import example_parser, parse_example_args  # the flags all examples share
 
 import minigrad as mg
 import minigrad.functional as F
 from lmroad.data import CharTokenizer, tiny_corpus
 from minigrad import nn, optim
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", default="cpu", help="cpu or cuda")
-parser.add_argument("--quick", action="store_true", help="a few steps only (CI smoke test)")
-args = parser.parse_args()
+args = parse_example_args(example_parser(__doc__, quick="a few steps only (CI smoke test)"))
 dev = mg.device(args.device)
 mg.manual_seed(0)
 

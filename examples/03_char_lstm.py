@@ -1,6 +1,6 @@
 """Step 3: a character-level LSTM language model on Shakespeare (or your text).
 
-    python examples/03_char_lstm.py [--device cpu|cuda] [--data PATH] [--iters N] [--quick]
+    python examples/03_char_lstm.py [--device cpu|cuda] [--data PATH] [--iters N] [--quick] [--threads N]
 
 From step 2 to a real model: the library's ``LSTMLM`` (embedding -> LSTM ->
 linear), real text, and *truncated backpropagation through time*: the text is
@@ -11,9 +11,10 @@ Validation loss is in nats per character (bits per character = nats / ln 2).
 ``--quick`` trains a few steps on a tiny generated text (no download).
 """
 
-import argparse
 import math
 import time
+
+from _common import example_parser, parse_example_args  # the flags all examples share
 
 import minigrad as mg
 from lmroad.data import StreamBatcher, build_tokenizer, load_corpus
@@ -21,12 +22,10 @@ from lmroad.models import LSTMLM
 from lmroad.train import evaluate
 from minigrad import optim
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", default="cpu", help="cpu or cuda")
+parser = example_parser(__doc__, quick="tiny text, tiny model, a few steps (CI)")
 parser.add_argument("--data", default=None, help="a UTF-8 text file (default: the Shakespeare corpus)")
 parser.add_argument("--iters", type=int, default=1500)
-parser.add_argument("--quick", action="store_true", help="tiny text, tiny model, a few steps (CI)")
-args = parser.parse_args()
+args = parse_example_args(parser)
 dev = str(mg.device(args.device))
 mg.manual_seed(1337)
 

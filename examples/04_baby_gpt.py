@@ -1,6 +1,6 @@
 """Step 4: the end of the road, a baby GPT on Shakespeare, with nanoGPT's CPU settings.
 
-    python examples/04_baby_gpt.py [--device cpu|cuda] [--data PATH] [--iters 2000] [--quick]
+    python examples/04_baby_gpt.py [--device cpu|cuda] [--data PATH] [--iters 2000] [--quick] [--threads N]
 
 nanoGPT's README suggests, for a laptop CPU: 4 layers, 4 heads, 128 wide,
 block 64, batch 12, dropout 0.0, 2000 iterations with the learning rate
@@ -17,11 +17,11 @@ The script prints its speed and an estimate of the total time after a few
 iterations. ``--quick`` runs 10 iterations on a tiny generated text.
 """
 
-import argparse
 import math
 import time
 
 import numpy as np
+from _common import example_parser, parse_example_args  # the flags all examples share
 
 import minigrad as mg
 from lmroad.data import build_tokenizer, load_corpus, random_windows
@@ -29,12 +29,10 @@ from lmroad.models import TransformerLM
 from lmroad.train import evaluate
 from minigrad import optim
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", default="cpu", help="cpu or cuda")
+parser = example_parser(__doc__, quick="10 iterations on a tiny text (CI)")
 parser.add_argument("--data", default=None, help="a UTF-8 text file (default: the Shakespeare corpus)")
 parser.add_argument("--iters", type=int, default=2000)
-parser.add_argument("--quick", action="store_true", help="10 iterations on a tiny text (CI)")
-args = parser.parse_args()
+args = parse_example_args(parser)
 dev = str(mg.device(args.device))
 mg.manual_seed(1337)
 

@@ -1,6 +1,6 @@
 """Step 5: add a layer of your own, check it with the layer test kit, use it.
 
-    python examples/05_new_layer.py [--device cpu|cuda] [--quick]
+    python examples/05_new_layer.py [--device cpu|cuda] [--quick] [--threads N]
 
 The layer: an LSTM cell with *peepholes* (Gers & Schmidhuber 2000), whose
 gates also look at the cell state through diagonal weights p_i, p_f, p_o:
@@ -21,7 +21,7 @@ cpu and on the strict fake device, state_dict round trips, eval mode.
 Finally the cell drops into ``lmroad.layers.LSTM`` to run whole sequences.
 """
 
-import argparse
+from _common import example_parser, parse_example_args  # the flags all examples share
 
 import minigrad as mg
 import minigrad.functional as F
@@ -29,10 +29,7 @@ from lmroad.layers import LSTM, Embedding, Linear, LSTMCell
 from minigrad import nn, optim
 from minigrad.nn.testing import check_layer
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", default="cpu", help="cpu or cuda")
-parser.add_argument("--quick", action="store_true", help="fewer training steps (CI smoke test)")
-args = parser.parse_args()
+args = parse_example_args(example_parser(__doc__, quick="fewer training steps (CI smoke test)"))
 dev = mg.device(args.device)
 
 

@@ -1,6 +1,6 @@
 """Step 6: look at the graph autograd builds, as a picture.
 
-    python examples/06_graph_viz.py [--device cpu|cuda] [--quick] [--out DIR]
+    python examples/06_graph_viz.py [--device cpu|cuda] [--quick] [--out DIR] [--threads N]
 
 Builds a tiny recurrent network (the seed's RNN: h_t = tanh(W_hh h_{t-1} +
 W_xh x_t + b_h), y_t = W_hy h_t + b_y) unrolled over a few steps, computes a
@@ -12,20 +12,19 @@ Look for the unrolled chain: W_hh feeds one ``matmul`` per time step, which is
 why its gradient is a sum over time (backpropagation through time).
 """
 
-import argparse
 import os
 import shutil
 import subprocess
+
+from _common import example_parser, parse_example_args  # the flags all examples share
 
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", default="cpu", help="cpu or cuda")
-parser.add_argument("--quick", action="store_true", help="two time steps instead of four")
+parser = example_parser(__doc__, quick="two time steps instead of four")
 parser.add_argument("--out", default="out/graph_viz", help="folder for the .dot (and .png) files")
-args = parser.parse_args()
+args = parse_example_args(parser)
 dev = mg.device(args.device)
 mg.manual_seed(0)
 

@@ -6,6 +6,7 @@
     python -m lmroad sample --checkpoint out/lstm --prompt "ROMEO:" --top-k 40 --num-samples 3
     python -m lmroad eval --checkpoint out/lstm/best --split val
     python -m lmroad road                                             # every model, one report
+    python -m lmroad train --threads 2 ...                            # 2 BLAS threads (default 1)
 
 Settings of ``train`` come from, highest first: the flags, the ``--config``
 file (TOML or JSON, keys as the flags without dashes: ``max_iters = 500``),
@@ -16,6 +17,10 @@ checkpoint) prints one line, ``lmroad <command>: error: ...``, and exits
 with status 2 (invalid arguments) or 1 (a file or device problem); set
 LMROAD_DEBUG=1 to see the traceback instead. An interrupted ``train``
 saves a checkpoint and exits with 130.
+
+``--threads N``, anywhere on the line and for every command (``road`` too),
+limits NumPy's BLAS to N threads before the command runs
+(``lmroad.threads.set_threads``); without it, 1 thread (why: lmroad/threads.py).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from .threads import add_threads_argument, parse_threads, set_threads
 
 __all__ = ["main", "build_parser", "load_config_file"]
 
@@ -90,7 +97,8 @@ _TRAIN_FLAGS = {
         ("--lr", "float", "peak learning rate"),
         ("--min-lr", "float", "learning rate at the end of the cosine"),
         ("--warmup-iters", "count", "steps of linear warmup"),
-        ("--lr-decay-iters", "count", "where the cosine ends (None: --max-iters)"),
+        ("--lr-decay-iters", "count", "the step where the cosine reaches --min-lr, constant after it "
+                                      "(None: --max-iters of a new run; a resumed run keeps its own)"),
         ("--weight-decay", "float", "AdamW decay of the weight matrices"),
         ("--beta1", "float", "AdamW beta1"),
         ("--beta2", "float", "AdamW beta2"),
@@ -134,6 +142,7 @@ def _add_train(sub) -> None:
     group.add_argument("--progress", choices=("auto", "bar", "lines", "none"),
                        help="a tqdm bar on a terminal, else lines (default auto)")
     group.add_argument("--config", metavar="FILE", help="a TOML or JSON file of settings")
+    add_threads_argument(group)
 
 
 def _add_sample(sub) -> None:
@@ -150,6 +159,7 @@ def _add_sample(sub) -> None:
     p.add_argument("--num-samples", type=_int_at_least(1), default=1)
     p.add_argument("--seed", type=_int_at_least(0), default=None)
     p.add_argument("--device", type=_device, default="cpu")
+    add_threads_argument(p)
 
 
 def _add_eval(sub) -> None:
@@ -163,11 +173,14 @@ def _add_eval(sub) -> None:
     p.add_argument("--max-batches", type=_int_at_least(1), default=None, help="(default: all)")
     p.add_argument("--device", type=_device, default="cpu")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_threads_argument(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmroad", description="The road of language models, "
-                                     "from n-gram to Transformer, on minigrad.")
+                                     "from n-gram to Transformer, on minigrad.",
+                                     epilog="Every command takes --threads N (anywhere on the line): "
+                                            "BLAS threads, default 1 (see lmroad train --help).")
     sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval,road}")
     sub.required = True
     _add_train(sub)
@@ -219,7 +232,7 @@ def load_config_file(path: str | os.PathLike) -> dict:
 
 def _run_train(args: argparse.Namespace) -> int:
     from .train import resolve_config, train
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume", "threads")}
     settings = load_config_file(args.config) if getattr(args, "config", None) else {}
     settings = {**{k.replace("-", "_"): v for k, v in settings.items()}, **flags}
     cfg = resolve_config(settings, resume=getattr(args, "resume", False))
@@ -328,44 +341,41 @@ def _user_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
             (CheckpointError, CorpusError, DeviceError, TrainingDiverged, OSError))
 
 
-def _take_threads(argv: list[str]) -> list[str]:
-    """Remove ``--threads N`` (allowed anywhere) and apply it to NumPy's BLAS.
-
-    It must act before NumPy is imported, which is why it is handled here and
-    not by argparse. On a machine busy with other work, a multi-threaded BLAS
-    can spin-wait for descheduled threads and run many times slower than one
-    thread (measured: a baby-GPT step 80 ms with 1 thread, 650 ms with 2 under
-    load); ``--threads 1`` avoids that."""
+def _take_threads(argv: list[str]) -> tuple[list[str], int | None]:
+    """Remove ``--threads N`` / ``--threads=N`` (allowed anywhere, the last one wins) from
+    ``argv``; returns the rest and N (None if absent). SystemExit with a one-line message
+    for a missing or invalid N. (Taken out before argparse so that it works in any
+    position and for ``road``, whose arguments cli.py passes on unparsed.)"""
     out, n = [], None
     it = iter(argv)
     for a in it:
-        if a == "--threads":
-            n = next(it, None)
-        elif a.startswith("--threads="):
-            n = a.split("=", 1)[1]
+        if a == "--":
+            out.append(a)
+            out.extend(it)
+            break
+        if a == "--threads" or a.startswith("--threads="):
+            text = a.split("=", 1)[1] if "=" in a else next(it, None)
+            if text is None:
+                raise SystemExit("lmroad: error: argument --threads: expected one argument")
+            try:
+                n = parse_threads(text)
+            except argparse.ArgumentTypeError as e:
+                raise SystemExit(f"lmroad: error: argument --threads: {e}") from None
         else:
             out.append(a)
-    if n is None:
-        return out
-    if not n.isdigit() or int(n) < 1:
-        raise SystemExit(f"lmroad: error: --threads needs a positive integer, got {n!r}")
-    if "numpy" in sys.modules:
-        print("lmroad: warning: --threads has no effect once NumPy is imported; set "
-              "OPENBLAS_NUM_THREADS instead", file=sys.stderr)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = n
-    return out
+    return out, n
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (the ``lmroad`` script exits with it).
-    ``--threads N`` anywhere on the line sets the BLAS thread count."""
+    ``--threads N`` anywhere on the line sets the BLAS thread count (default 1)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        argv = _take_threads(argv)
+        argv, threads = _take_threads(argv)
     except SystemExit as e:
         print(e, file=sys.stderr)
         return EXIT_USAGE
+    set_threads(threads)                          # None: the default rule (lmroad.threads)
     if argv and argv[0] == "road":
         return _run_road(argv[1:])
     parser = build_parser()

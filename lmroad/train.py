@@ -29,6 +29,16 @@ generators (minigrad's host generator: dropout; the data generator: window
 offsets), so on the CPU a resumed run continues exactly as if it had never
 stopped: same batches, same weights, same losses.
 
+A resumed run keeps its learning-rate schedule. The checkpoint stores the
+schedule (``extra["lr_schedule"]``: lr, min_lr, warmup_iters and the horizon
+lr_decay_iters, where the cosine reaches min_lr), and ``--resume --max-iters
+2N`` on a run started with N steps follows the original cosine to step N and
+then trains at min_lr, as nanoGPT does past lr_decay_iters; it does not
+stretch the cosine over 2N mid-run (a note says so). ``--lr-decay-iters M``
+sets the horizon explicitly, on a new or a resumed run. Checkpoints written
+before the schedule was stored resume with the horizon of their saved config
+(its lr_decay_iters, else its max_iters).
+
 Ctrl-C stops at the end of the current step, saves a checkpoint and returns
 (a second Ctrl-C aborts at once, still saving the last completed step).
 """
@@ -106,7 +116,7 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_iters: int = 100
-    lr_decay_iters: int | None = None   # end of the cosine; None: max_iters
+    lr_decay_iters: int | None = None   # end of the cosine; None: max_iters (resumed: the run's own)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
@@ -473,6 +483,55 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
     path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
 
 
+_SCHEDULE_KEYS = ("lr", "min_lr", "warmup_iters", "lr_decay_iters")
+
+
+def _stored_schedule(resumed) -> dict | None:
+    """The learning-rate schedule a checkpoint's run was started with, or None if it does not say:
+    ``extra["lr_schedule"]``, else (older checkpoints) its train_config, whose horizon is
+    lr_decay_iters or, when that is None, max_iters."""
+    stored = (resumed.extra or {}).get("lr_schedule")
+    if isinstance(stored, dict) and all(k in stored for k in _SCHEDULE_KEYS):
+        return {k: stored[k] for k in _SCHEDULE_KEYS}
+    saved = resumed.train_config or {}
+    if saved.get("max_iters") is None and saved.get("lr_decay_iters") is None:
+        return None
+    defaults = TrainConfig()
+    horizon = saved.get("lr_decay_iters")
+    return {"lr": saved.get("lr", defaults.lr), "min_lr": saved.get("min_lr", defaults.min_lr),
+            "warmup_iters": saved.get("warmup_iters", defaults.warmup_iters),
+            "lr_decay_iters": horizon if horizon is not None else saved["max_iters"]}
+
+
+def _schedule(cfg: TrainConfig, resumed, say: Callable[[str], None]) -> dict:
+    """The learning-rate schedule of this run (``_SCHEDULE_KEYS``): the config's, except that a
+    resumed run without an explicit ``lr_decay_iters`` keeps the horizon it was started with.
+    Says what changes when a resumed run's settings differ from the stored schedule."""
+    schedule = {"lr": cfg.lr, "min_lr": cfg.min_lr, "warmup_iters": cfg.warmup_iters,
+                "lr_decay_iters": cfg.decay_iters}
+    stored = _stored_schedule(resumed) if resumed is not None else None
+    if stored is None:
+        return schedule
+    horizon = stored["lr_decay_iters"]
+    if cfg.lr_decay_iters is None:
+        schedule["lr_decay_iters"] = horizon
+    elif cfg.lr_decay_iters != horizon:
+        say(f"note: --lr-decay-iters {cfg.lr_decay_iters} replaces this run's horizon of {horizon} steps: "
+            f"the learning rate follows the new cosine from step {resumed.step} on")
+    end, saved_end = schedule["lr_decay_iters"], (resumed.train_config or {}).get("max_iters")
+    if cfg.max_iters != end and cfg.max_iters != saved_end:       # the run's end moved, the schedule's not
+        after = (f"then trains at --min-lr {cfg.min_lr:g} up to step {cfg.max_iters}" if cfg.max_iters > end
+                 else f"but this run stops at step {cfg.max_iters}")
+        say(f"note: --max-iters {cfg.max_iters} differs from the horizon of this run's learning-rate "
+            f"schedule ({end} steps): the cosine still reaches --min-lr at step {end}, {after}; "
+            f"pass --lr-decay-iters N to set another horizon")
+    changed = [f"--{k.replace('_', '-')} {stored[k]:g} -> {schedule[k]:g}"
+               for k in ("lr", "min_lr", "warmup_iters") if stored[k] != schedule[k]]
+    if changed:
+        say(f"note: the learning-rate schedule changes from step {resumed.step} on: {', '.join(changed)}")
+    return schedule
+
+
 class _DataPosition:
     """Where a run is in its data: the source of batches, the generator of window
     offsets, minigrad's host generator (dropout masks) and, for a recurrent
@@ -588,6 +647,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
         best_step = (resumed.metrics.get("best") or {}).get("step")
         _truncate_jsonl(metrics_path, step)
         progress.write(f"resumed {cfg.model} from {out} at step {step}")
+    schedule = _schedule(cfg, resumed, progress.write)
     out.mkdir(parents=True, exist_ok=True)
     progress.write(f"{cfg.model}: {model.num_parameters():,} parameters | vocab {tokenizer.vocab_size} "
                    f"({cfg.tokenizer}) | train {len(train_ids):,} tokens, val {len(val_ids):,} | "
@@ -617,7 +677,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
         return dict(step=at, tokenizer=tokenizer, optimizer=opt, train_config=cfg.to_dict(),
                     data_state=data_state, rng_state=rng_state,
                     metrics={"last": last_eval, "best": {"val_loss": best, "step": best_step}},
-                    extra={"data_sha256": data_id, "chars_per_token": chars_per_token})
+                    extra={"data_sha256": data_id, "chars_per_token": chars_per_token,
+                           "lr_schedule": schedule})
 
     # ---- the n-gram model: count once, evaluate, save
     if counted:
@@ -637,8 +698,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
         with _StopOnCtrlC(progress.write) as ctrl_c:
             while step < cfg.max_iters:
                 snapshot = data.snapshot()
-                lr = optim.cosine_with_warmup(step, cfg.lr, min(cfg.warmup_iters, cfg.decay_iters),
-                                              cfg.decay_iters, cfg.min_lr)
+                horizon = schedule["lr_decay_iters"]
+                lr = optim.cosine_with_warmup(step, schedule["lr"], min(schedule["warmup_iters"], horizon),
+                                              horizon, schedule["min_lr"])
                 for group in opt.param_groups:
                     group["lr"] = lr
                 x, y = data.next_batch()

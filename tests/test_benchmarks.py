@@ -80,3 +80,16 @@ def test_gpu_check_script_dry_run_on_the_fake_device(tmp_path):
     for name in ("gpt", "gpt-medium", "lstm", "gpt-no-kernels"):
         assert "minigrad" in rows[name] and " ms" in rows[name], rows
     assert "no result" in rows["gpt-cuda-graph"]          # CUDA only: not run on the fake device
+
+
+def test_threads_benchmark_times_one_and_two_threads_idle_and_busy(tmp_path):
+    rows = _run(["threads.py", "--smoke"], tmp_path)
+    timed = [r for r in rows if r["bench"] == "threads"]
+    assert {(r["condition"], r["threads"]) for r in timed} == {("idle", 1), ("idle", 2), ("busy", 1),
+                                                                ("busy", 2)}
+    assert all(r["ms"]["median"] > 0 and r["busy"] == (None if r["condition"] == "idle" else "python")
+               for r in timed)
+    (ratio,) = [r for r in rows if r["bench"] == "threads-ratio"]
+    assert set(ratio["ratio"]) == {"smoke/idle", "smoke/busy"} and ratio["threads"] == [1, 2]
+    blas = [b for b in timed[0]["env"].get("blas", []) if b["user_api"] == "blas"]
+    assert blas and blas[0]["internal_api"]                  # the BLAS kernel is recorded

@@ -23,7 +23,7 @@ def test_the_progression_is_complete():
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs_quick(path, tmp_path):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", LMROAD_CACHE=str(tmp_path / "cache"))
-    args = [sys.executable, str(path), "--quick", "--device", "cpu"]
+    args = [sys.executable, str(path), "--quick", "--device", "cpu", "--threads", "1"]
     if path.name == "06_graph_viz.py":
         args += ["--out", str(tmp_path / "graph")]
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
@@ -31,3 +31,16 @@ def test_example_runs_quick(path, tmp_path):
     assert proc.stdout.strip()
     if path.name == "06_graph_viz.py":
         assert (tmp_path / "graph" / "rnn_forward.dot").read_text().startswith("digraph")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_takes_threads(path, tmp_path):
+    """Every example shares examples/_common.py's flags: --device, --quick and --threads."""
+    proc = subprocess.run([sys.executable, str(path), "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = " ".join(proc.stdout.split())
+    assert "--device" in text and "--quick" in text and "--threads N" in text and "default 1" in text
+    bad = subprocess.run([sys.executable, str(path), "--threads", "0"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "--threads" in bad.stderr and "positive integer" in bad.stderr

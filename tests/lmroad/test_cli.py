@@ -8,12 +8,14 @@ Errors from bad input must be one line, no traceback, non-zero status.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from lmroad import cli
 from lmroad.checkpoint import read_checkpoint
@@ -36,11 +38,21 @@ def text_file(tmp_path_factory):
 def trained(tmp_path_factory, text_file):
     """A tiny LSTM and Transformer trained once for the sample/eval tests."""
     root = tmp_path_factory.mktemp("runs")
-    for model in ("lstm", "transformer"):
-        code = cli.main(["train", "--model", model, "--data", str(text_file), "--max-iters", "6",
-                         "--eval-interval", "3", "--out", str(root / model), *TINY])
-        assert code == 0
+    with pytest.MonkeyPatch.context() as mp, threadpool_limits(limits=None):
+        _keep_thread_variables(mp)
+        for model in ("lstm", "transformer"):
+            code = cli.main(["train", "--model", model, "--data", str(text_file), "--max-iters", "6",
+                             "--eval-interval", "3", "--out", str(root / model), *TINY])
+            assert code == 0
     return root
+
+
+def _keep_thread_variables(mp: pytest.MonkeyPatch) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        if var in os.environ:
+            mp.setenv(var, os.environ[var])
+        else:
+            mp.delenv(var, raising=False)
 
 
 def one_line_error(capsys, code, expected_code, *fragments):
@@ -50,6 +62,16 @@ def one_line_error(capsys, code, expected_code, *fragments):
     assert "Traceback" not in err
     assert any(all(f in line for f in fragments) for line in lines), err
     return err
+
+
+@pytest.fixture(autouse=True)
+def blas_limits(monkeypatch):
+    """Every command applies --threads (default 1) to this process: restore the BLAS thread
+    limit and the thread variables after each test."""
+    _keep_thread_variables(monkeypatch)
+    with threadpool_limits(limits=None):
+        yield
+
 
 
 # =========================================================================== end to end
@@ -142,6 +164,22 @@ def test_resume_in_a_fresh_process_continues_exactly(text_file, tmp_path):
         records = map(json.loads, (tmp_path / run / "metrics.jsonl").open())
         return [(r["step"], r["split"], r["loss"]) for r in records]
     assert curve("split") == curve("straight")
+
+
+def test_resume_with_more_steps_keeps_the_schedule_and_says_so(text_file, tmp_path, capsys):
+    common = ["--model", "gru", "--data", str(text_file), "--out", str(tmp_path), "--eval-interval", "100",
+              *TINY]
+    assert cli.main(["train", *common, "--max-iters", "4"]) == 0
+    resume = ["train", "--resume", "--out", str(tmp_path), "--max-iters", "8", "--progress", "lines"]
+    assert cli.main(resume) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "note: --max-iters 8 differs from the horizon of this run's learning-rate schedule (4 steps)" \
+        in err
+    saved = read_checkpoint(tmp_path)
+    assert saved.step == 8 and saved.extra["lr_schedule"]["lr_decay_iters"] == 4
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").open()
+           if json.loads(line)["split"] == "train"]
+    assert lrs[-2:] == [saved.extra["lr_schedule"]["min_lr"]] * 2          # steps 6 and 8: past the horizon
 
 
 def test_ctrl_c_during_cli_training_saves_and_exits_130(text_file, tmp_path, monkeypatch, capsys):
@@ -275,11 +313,58 @@ def test_help_exits_zero(capsys):
     assert "--max-iters" in capsys.readouterr().out
 
 
-def test_threads_flag_is_taken_anywhere_and_validated(monkeypatch):
-    from lmroad import cli
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.delenv(var, raising=False)
-    assert cli._take_threads(["train", "--threads", "1", "--model", "lstm"]) == ["train", "--model", "lstm"]
-    import os
-    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
-    assert cli.main(["--threads", "zero", "train"]) == cli.EXIT_USAGE
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+    return {d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
+
+
+def test_threads_flag_is_taken_anywhere_and_validated(blas_limits, capsys):
+    assert cli._take_threads(["train", "--threads", "2", "--model", "lstm"]) == \
+        (["train", "--model", "lstm"], 2)
+    assert cli._take_threads(["sample", "--threads=3", "--seed", "1"]) == (["sample", "--seed", "1"], 3)
+    assert cli._take_threads(["eval", "--json"]) == (["eval", "--json"], None)
+    one_line_error(capsys, cli.main(["--threads", "zero", "train"]), cli.EXIT_USAGE,
+                   "--threads", "expected a positive integer, got 'zero'")
+    one_line_error(capsys, cli.main(["train", "--threads", "0"]), cli.EXIT_USAGE, "--threads", "positive")
+    one_line_error(capsys, cli.main(["train", "--threads"]), cli.EXIT_USAGE, "--threads",
+                   "expected one argument")
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "eval"])
+def test_every_command_applies_threads_at_run_time_default_one(command, trained, blas_limits, capsys):
+    args = {"train": ["train", "--model", "ngram", "--data", "MISSING"],
+            "sample": ["sample", "--checkpoint", str(trained / "lstm"), "--max-new-tokens", "2"],
+            "eval": ["eval", "--checkpoint", str(trained / "lstm"), "--max-batches", "1"]}[command]
+    cli.main([*args, "--threads", "2"])                 # after NumPy was imported: still applied
+    assert _blas_threads() == {2}
+    cli.main(args)
+    assert _blas_threads() == {1}                       # without the flag: the default rule
+    capsys.readouterr()
+
+
+def test_road_gets_the_thread_limit_before_it_runs(monkeypatch, blas_limits):
+    seen = {}
+    fake = types.ModuleType("lmroad.experiments.road")
+
+    def main(argv):
+        from lmroad.threads import get_threads
+        seen.update(argv=argv, blas=_blas_threads(), applied=get_threads())
+        return 0
+    fake.main = main
+    monkeypatch.setitem(sys.modules, "lmroad.experiments.road", fake)
+    assert cli.main(["road", "--quick", "--threads", "2", "--out", "x"]) == 0
+    assert seen == {"argv": ["--quick", "--out", "x"], "blas": {2}, "applied": 2}
+    assert cli.main(["road"]) == 0 and seen["blas"] == {1} and seen["applied"] == 1
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "eval"])
+def test_every_command_help_shows_threads_and_its_default(command, capsys):
+    assert cli.main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--threads N" in text and "default 1" in text
+
+
+def test_the_top_level_help_says_every_command_takes_threads(capsys):
+    assert cli.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Every command takes --threads N" in text

@@ -23,6 +23,7 @@ from lmroad.checkpoint import CheckpointError, load_model, read_checkpoint
 from lmroad.data import iter_eval_windows, tiny_corpus
 from lmroad.models import LSTMLM, NGramLM, TransformerLM
 from lmroad.train import TrainConfig, TrainingDiverged, evaluate, resolve_config, train
+from minigrad import optim
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +160,59 @@ def test_resume_continues_with_a_new_end_and_the_saved_settings(text_file, tmp_p
     cfg = resolve_config({"out": str(tmp_path), "max_iters": 6}, resume=True)
     assert (cfg.max_iters, cfg.lr_decay_iters, cfg.n_embd, cfg.resume) == (6, 8, 16, True)
     assert train(cfg).step == 6
+
+
+def _lr_at(step, N, lr=3e-3, min_lr=3e-4, warmup=2):
+    return optim.cosine_with_warmup(step, lr, warmup, N, min_lr)
+
+
+def _lrs(cfg, **kw) -> tuple[list[float], str]:
+    """The lr of every step ``train`` runs, and what it printed."""
+    lrs, stream = [], io.StringIO()
+    train(dataclasses.replace(cfg, progress="lines"), on_step=lambda step, info: lrs.append(info["lr"]),
+          stream=stream, **kw)
+    return lrs, stream.getvalue()
+
+
+@pytest.mark.parametrize("old_checkpoint", [False, True], ids=["stored-schedule", "old-checkpoint"])
+def test_resume_with_a_larger_max_iters_keeps_the_schedule_it_was_started_with(text_file, tmp_path,
+                                                                                old_checkpoint):
+    N, k = 6, 3
+
+    def ctrl_c_at_k(step, info):
+        first.append(info["lr"])
+        if step == k:
+            raise KeyboardInterrupt
+
+    first: list[float] = []
+    train(config(text_file, tmp_path, max_iters=N, model="lstm"), on_step=ctrl_c_at_k)
+    assert read_checkpoint(tmp_path).extra["lr_schedule"] == {"lr": 3e-3, "min_lr": 3e-4, "warmup_iters": 2,
+                                                              "lr_decay_iters": N}
+    if old_checkpoint:          # as written before the schedule was stored: only train_config says
+        path = tmp_path / "checkpoint.json"
+        meta = json.loads(path.read_text())
+        del meta["extra"]["lr_schedule"]
+        path.write_text(json.dumps(meta))
+    cfg = resolve_config({"out": str(tmp_path), "max_iters": 2 * N}, resume=True)   # as the CLI does
+    rest, printed = _lrs(cfg)
+    lrs = first + rest
+    assert len(lrs) == 2 * N
+    assert lrs == pytest.approx([_lr_at(s, N) for s in range(2 * N)], rel=1e-12)
+    assert lrs[N:] == [3e-4] * N                       # past the horizon: min_lr, as nanoGPT
+    assert "note: --max-iters 12 differs from the horizon" in printed and "--lr-decay-iters" in printed
+    assert read_checkpoint(tmp_path).extra["lr_schedule"]["lr_decay_iters"] == N   # and stays so
+
+
+def test_lr_decay_iters_sets_the_horizon_of_a_new_or_a_resumed_run(text_file, tmp_path):
+    lrs, _ = _lrs(config(text_file, tmp_path, max_iters=3, lr_decay_iters=10))
+    assert lrs == pytest.approx([_lr_at(s, 10) for s in range(3)], rel=1e-12)
+    cfg = resolve_config({"out": str(tmp_path), "max_iters": 6, "lr_decay_iters": 4}, resume=True)
+    rest, printed = _lrs(cfg)
+    assert rest == pytest.approx([_lr_at(s, 4) for s in range(3, 6)], rel=1e-12)
+    assert "note: --lr-decay-iters 4 replaces this run's horizon of 10 steps" in printed
+    again = resolve_config({"out": str(tmp_path), "max_iters": 7}, resume=True)    # the new horizon is kept
+    lrs, printed = _lrs(again)
+    assert lrs == [3e-4] and "note: --max-iters 7 differs from the horizon" in printed
 
 
 def test_resume_refuses_another_model_or_other_data(text_file, tmp_path):

@@ -208,6 +208,23 @@ def test_device_function_validates():
             mg.device("cuda")
 
 
+def test_missing_cuda_names_the_right_install_command(monkeypatch):
+    """The hint names this project's install (an editable install of minigrad-lmroad with its
+    cuda extra, or CuPy itself), never ``minigrad[cuda]``: that is another project on PyPI."""
+    from minigrad import cuda
+    monkeypatch.setattr(cuda, "_probe", lambda: (False, "no CUDA device found", 0))
+    backend.device.cache_clear()
+    try:
+        with pytest.raises(mg.DeviceError) as info:
+            mg.device("cuda")
+    finally:
+        backend.device.cache_clear()
+    message = str(info.value)
+    assert "CUDA is not available (no CUDA device found)" in message
+    assert 'pip install -e ".[cuda]"' in message and "minigrad-lmroad" in message
+    assert "cupy-cuda12x" in message and "minigrad[cuda]" not in message
+
+
 def test_tensor_device_and_backend_array_type(device):
     t = mg.zeros(2, device=device)
     assert t.device == device
