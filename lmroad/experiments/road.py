@@ -101,11 +101,11 @@ QUICK = Budget(name="quick", ngram_orders=(2, 3), sizes=(1_500, 6_000), flops=(2
                task_width={"rnn": 16, "lstm": 12, "gru": 12, "transformer": 16})
 
 DEFAULT = Budget(name="default", ngram_orders=(2, 3, 4, 5), sizes=(6_000, 18_000, 54_000),
-                 flops=(3.6e10, 1.62e11, 6.48e11), seeds=3, sweep_lrs=(3e-3, 1e-2, 3e-2),
-                 n_ctx=256, batch_size=16, eval_windows=1024, tune_windows=256, curve_windows=64,
+                 flops=(3.6e10, 2.16e11, 1.296e12), seeds=3, sweep_lrs=(3e-3, 1e-2, 3e-2),
+                 n_ctx=256, batch_size=32, eval_windows=1024, tune_windows=256, curve_windows=64,
                  carried_lanes=32, carried_windows=24, grad_T=100, grad_batch=16, sample_chars=300,
-                 train_chars=None, recall_k=(5, 20, 50), copy_T=(10, 30, 100), adding_T=(25, 50, 100),
-                 task_steps=300, task_batch=32, task_seeds=2)
+                 train_chars=None, recall_k=(5, 20, 50), copy_T=(5, 10, 25), adding_T=(10, 25, 50),
+                 task_steps=1000, task_batch=32, task_seeds=2)
 
 LARGE = Budget(name="large", ngram_orders=(2, 3, 4, 5, 6), sizes=(20_000, 60_000, 180_000, 540_000),
                flops=(1.2e12, 7.2e12, 4.3e13, 2.6e14), seeds=5, sweep_lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
@@ -285,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--data", default=None, help="a UTF-8 text file instead (last 10%% is validation)")
     p.add_argument("--seed", type=int, default=1337, help="the first seed (runs use seed, seed+1, ...)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="accepted as by every lmroad command, but the road's runs always use one BLAS "
+                        "thread per worker process (so that their numbers never depend on it): use "
+                        "--jobs for more cores")
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1, got {args.jobs}")
