@@ -36,19 +36,23 @@ class Progress:
 
 def train_steps(model, next_batch: Callable[[], tuple[mg.Tensor, mg.Tensor]], *, steps: int, lr: float,
                 weight_decay: float = 0.0, warmup_fraction: float = 0.1, curve_points: int = 20,
-                evaluate: Callable[[object], float] | None = None) -> dict:
+                curve_every: int | None = None, evaluate: Callable[[object], float] | None = None) -> dict:
     """AdamW on ``model(x, y) -> (logits, loss)`` for exactly ``steps`` steps:
     linear warmup over the first ``warmup_fraction`` of them, then a cosine to
     zero at the last step; gradients clipped to total norm 1.
 
     Returns ``final_loss`` (the mean training loss over the last tenth of the
     steps) and ``curve``: at ``curve_points`` evenly spaced steps, the mean
-    training loss since the previous point and, if given, ``evaluate(model)``."""
+    training loss since the previous point and, if given, ``evaluate(model)``
+    (``curve_every``: a point after every that many steps and after the last instead)."""
     if steps < 1:
         raise ValueError(f"train_steps: steps must be >= 1, got {steps}")
     warmup = max(1, round(warmup_fraction * steps))
     opt = optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    marks = sorted({max(1, round(steps * (i + 1) / curve_points)) for i in range(curve_points)})
+    if curve_every:
+        marks = sorted(set(range(curve_every, steps + 1, curve_every)) | {steps})
+    else:
+        marks = sorted({max(1, round(steps * (i + 1) / curve_points)) for i in range(curve_points)})
     losses: list[float] = []
     curve: list[dict] = []
     model.train()

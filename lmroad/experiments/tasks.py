@@ -76,8 +76,10 @@ import minigrad as mg
 import minigrad.functional as F
 from lmroad.layers import LSTM, RNN, LayerNorm, LearnedPositionalEmbedding, Linear, TransformerBlock
 from lmroad.models import LSTMLM, RNNLM, TransformerLM
-from minigrad import nn, optim
+from minigrad import nn
 from minigrad.tensor import Tensor
+
+from .common import train_steps
 
 __all__ = ["BLANK", "DELIMITER", "N_SYMBOLS", "COPY_VOCAB", "COPY_LENGTH", "ADDING_TOLERANCE",
            "TASKS", "KINDS", "N_LAYER", "N_HEAD", "copy_batch", "copy_target_distribution",
@@ -393,27 +395,22 @@ def run_task(task: str, kind: str, T: int, *, size: int, steps: int, batch_size:
     model = build_task_model(task, kind, T, size).to(device)
     train_rng = np.random.default_rng([seed, _TASK_ID[task], T, 0])
     eval_data = _batch(task, np.random.default_rng([seed, _TASK_ID[task], T, 1]), n_eval, T)
-    opt = optim.AdamW(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
-    sched = optim.CosineWithWarmup(opt, warmup_steps=int(round(warmup_frac * steps)),
-                                   total_steps=steps)
+    scores = {}
 
-    curve: list[dict] = []
-    since, n_since = 0.0, 0
-    model.train()
-    for step in range(1, steps + 1):
+    def next_batch():
         x, y = _batch(task, train_rng, batch_size, T)
-        _, loss = model(mg.tensor(x, device=device), mg.tensor(y, device=device))
-        opt.zero_grad()
-        loss.backward()
-        optim.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        since += float(loss.item())
-        n_since += 1
-        if step % eval_every == 0 or step == steps:
-            eval_loss, accuracy = _evaluate(model, task, T, eval_data, device)
-            curve.append(dict(step=step, train_loss=since / n_since, eval_loss=eval_loss))
-            since, n_since = 0.0, 0
+        return mg.tensor(x, device=device), mg.tensor(y, device=device)
+
+    def evaluate(m) -> float:
+        scores["loss"], scores["accuracy"] = _evaluate(m, task, T, eval_data, device)
+        return scores["loss"]
+
+    # the road's training loop: AdamW, warmup then cosine to 0, clipping at 1
+    stats = train_steps(model, next_batch, steps=steps, lr=float(lr), weight_decay=float(weight_decay),
+                        warmup_fraction=warmup_frac, curve_every=eval_every,
+                        evaluate=evaluate)
+    curve = stats["curve"]
+    accuracy = scores["accuracy"]
 
     seq_len = T + 2 * COPY_LENGTH if task == "copy" else T
     return dict(task=task, kind=kind, T=T, size=size, parameters=model.num_parameters(),
