@@ -15,14 +15,15 @@ scored the way it was trained, with its state carried in from the text
 before each window: ``carried_position_loss``; that curve is flat, since
 every position then has the whole past behind it.)
 
-``summarize`` reads the curve: L(1), L(10), L(100), L(n_ctx), a fit
+``summarize`` reads the curve: L(1), L(10), L(100), L(n_ctx) (each but L(1)
+the mean over positions within 10 % of t, since one position of a few
+thousand windows has a standard error of a few hundredths of a nat), a fit
 
     L(t) ≈ a + b · t^(−c)
 
 (a: the loss with unlimited context, c: how fast the gain from context
 decays), and the position where the fitted curve comes within 0.01 nats of
-its value at n_ctx (from the fit, since single positions are noisy: a few
-thousand windows leave a standard error of a few hundredths of a nat at each t).
+its value at n_ctx (from the fit, which smooths that noise away).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 import minigrad as mg
 import minigrad.functional as F
 
-__all__ = ["eval_windows", "per_position_loss", "carried_position_loss", "fit_power_law", "summarize"]
+__all__ = ["eval_windows", "per_position_loss", "carried_position_loss", "fit_power_law", "band", "smooth",
+           "summarize"]
 
 
 def eval_windows(ids: np.ndarray, n_windows: int, n_ctx: int, seed: int) -> np.ndarray:
@@ -115,9 +117,25 @@ def fit_power_law(curve: np.ndarray) -> dict:
     return best
 
 
+def band(curve: np.ndarray, t: int, frac: float = 0.1) -> float:
+    """The mean of ``curve`` over positions t·(1 − frac) .. t·(1 + frac) (1-based, clipped)."""
+    n = len(curve)
+    lo, hi = max(1, round(t * (1 - frac))), min(n, round(t * (1 + frac)))
+    return float(np.mean(curve[lo - 1:hi]))
+
+
+def smooth(curve: np.ndarray, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, mean loss) over log-spaced bins of positions: the curve for a plot."""
+    n = len(curve)
+    edges = np.unique(np.round(np.geomspace(1, n + 1, bins + 1)).astype(int))
+    t = np.array([(a + b - 1) / 2 for a, b in zip(edges[:-1], edges[1:])])
+    return t, np.array([np.mean(curve[a - 1:b - 1]) for a, b in zip(edges[:-1], edges[1:])])
+
+
 def summarize(curve: np.ndarray, tol: float = 0.01) -> dict:
-    """L(1), L(10), L(100), L(n_ctx), the power-law fit, and the position where
-    the fitted curve comes within ``tol`` nats of its value at n_ctx."""
+    """L(1), L(10), L(100), L(n_ctx) (``band``), the gain from 100 tokens of context
+    to n_ctx, the power-law fit, and the position where the fitted curve comes
+    within ``tol`` nats of its value at n_ctx."""
     curve = np.asarray(curve, dtype=np.float64)
     n = len(curve)
     fit = fit_power_law(curve)
@@ -127,7 +145,8 @@ def summarize(curve: np.ndarray, tol: float = 0.01) -> dict:
     # the first position from which the fitted curve stays within tol of its end
     not_close = np.nonzero(~close)[0]
     within = int(not_close[-1] + 2) if len(not_close) else 1
-    out = {f"L{k}": float(curve[k - 1]) if k <= n else None for k in (1, 10, 100)}
-    out.update(L_ctx=float(curve[-1]), n_ctx=n, within_001=within, fit_a=fit["a"], fit_b=fit["b"],
-               fit_c=fit["c"], fit_rmse=fit["rmse"])
+    out = {"L1": float(curve[0])}
+    out.update({f"L{k}": band(curve, k) if k <= n else None for k in (10, 100)})
+    out.update(L_ctx=band(curve, n), n_ctx=n, gain_100=band(curve, 100) - band(curve, n) if n > 100 else None,
+               within_001=within, fit_a=fit["a"], fit_b=fit["b"], fit_c=fit["c"], fit_rmse=fit["rmse"])
     return out

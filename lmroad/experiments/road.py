@@ -108,7 +108,7 @@ DEFAULT = Budget(name="default", ngram_orders=(2, 3, 4, 5), sizes=(6_000, 18_000
                  task_steps=1000, task_batch=32, task_seeds=2)
 
 LARGE = Budget(name="large", ngram_orders=(2, 3, 4, 5, 6), sizes=(20_000, 60_000, 180_000, 540_000),
-               flops=(1.2e12, 7.2e12, 4.3e13, 2.6e14), seeds=5, sweep_lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+               flops=(1.2e12, 7.2e12, 4.32e13, 2.592e14), seeds=5, sweep_lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
                n_ctx=512, batch_size=32, eval_windows=4096, tune_windows=512, curve_windows=128,
                carried_lanes=64, carried_windows=32, grad_T=200, grad_batch=32, sample_chars=500,
                train_chars=None, recall_k=(10, 50, 100, 200, 400), copy_T=(100, 200, 300, 500),
@@ -254,7 +254,7 @@ def run_road(budget: Budget, corpus_name: str, data_path: str | None, out_dir: s
                  lrs=lrs, train_tokens=len(data.train), tune_tokens=len(data.tune), val_tokens=len(data.val),
                  vocab=data.vocab_size, prompt=data.prompt, line=data.line,
                  command=command or f"python -m lmroad road --budget {budget.name}",
-                 wall_s=time.perf_counter() - t0, python=platform.python_version(), numpy=np.__version__,
+                 wall_s=time.perf_counter() - t0, run_s=sum(r.get("run_s", 0.0) for r in runs), python=platform.python_version(), numpy=np.__version__,
                  machine=f"{platform.machine()}, {os.cpu_count()} CPUs")
     path = writeup.write_report(Report(out_dir, plots=plots), setup, runs)
     say(f"done in {fmt_seconds(time.perf_counter() - t0)} (runs loaded from earlier runs of this command "

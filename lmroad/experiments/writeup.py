@@ -10,6 +10,7 @@ their source.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from . import verdicts as V
 from .common import fmt_seconds
+from .positions import smooth, summarize
 from .quality import ARCHS, RECURRENT
 from .report import Report, markdown_table
 from .stats import LOSS_EFFECT, best_of, mean_se
@@ -25,6 +27,7 @@ __all__ = ["write_report", "aggregate"]
 
 LN2 = math.log(2)
 COLORS = {"rnn": "#d33", "lstm": "#36c", "gru": "#3a3", "transformer": "#a3a"}
+LOG10_UNDERFLOW = -38.0         # log10 of float32's smallest normal number, about 1.2e-38
 TIMING_NOTE = ("*Timing columns (tokens/s, chars/s) measure this implementation on this machine "
                "and change with its load; every other number is the same on any machine.*")
 
@@ -82,8 +85,9 @@ def _setup(rep: Report, setup: dict, g: dict) -> None:
                                "the same for every model, each from a fresh state"),
         dict(k="machine", v=f"{setup['machine']}; Python {setup['python']}, NumPy {setup['numpy']}; "
                             f"{setup['jobs']} worker process(es), 1 BLAS thread each"),
-        dict(k="wall time", v=f"{fmt_seconds(setup['wall_s'])} (runs saved by an earlier, interrupted "
-                              "run of this command are loaded, not rerun)"),
+        dict(k="time", v=f"{fmt_seconds(setup['wall_s'])} for this invocation (runs saved by an earlier "
+                         f"invocation are loaded, not rerun); the runs took {fmt_seconds(setup['run_s'])} of "
+                         "worker time in all"),
     ]
     rep.add("## Setup", markdown_table(rows, [("k", "", ""), ("v", "", "")]))
 
@@ -159,6 +163,9 @@ def _positions(rep: Report, g: dict, setup: dict) -> dict:
     b = setup["budget"]
     largest = len(b["sizes"]) - 1
     rows, gains, plateaus, curves = [], {}, {}, {}
+    # the highest-order n-gram sees only its last n − 1 tokens: how much its loss falls from position 100
+    # to n_ctx is how much easier the text there happens to be in these windows, not a gain from context
+    ref = summarize(max(g["ngram"].items())[1]["position_loss"])["gain_100"] if g["ngram"] else 0.0
     for a in ARCHS:
         rs = g["lm"].get((a, largest), [])
         if not rs:
@@ -166,15 +173,15 @@ def _positions(rep: Report, g: dict, setup: dict) -> dict:
         curve = np.mean([r["position_loss"] for r in rs], axis=0)
         curves[a] = curve
         n = len(curve)
-        ps = [r["positions"] for r in rs]
-        gains[a] = [_fit_at(p, min(100, n)) - _fit_at(p, n) for p in ps]
+        ps = [summarize(r["position_loss"]) for r in rs]
+        gains[a] = [p["gain_100"] - (ref or 0.0) for p in ps if p["gain_100"] is not None]
         plateaus[a] = [p["within_001"] for p in ps]
         rows.append(dict(model=a, L1=_pm([p["L1"] for p in ps]), L10=_pm([p["L10"] for p in ps]),
                          L100=_pm([p["L100"] for p in ps if p["L100"] is not None]) if n >= 100 else None,
                          Lctx=_pm([p["L_ctx"] for p in ps]), within=_pm(plateaus[a], ".0f"),
                          fit=_fit_text(ps)))
     for n_, r in sorted(g["ngram"].items()):
-        p = r["positions"]
+        p = summarize(r["position_loss"])
         curves[f"{n_}-gram"] = np.asarray(r["position_loss"])
         rows.append(dict(model=f"{n_}-gram", L1=_pm([p["L1"]]), L10=_pm([p["L10"]]),
                          L100=_pm([p["L100"]]) if p["L100"] is not None else None, Lctx=_pm([p["L_ctx"]]),
@@ -190,8 +197,9 @@ def _positions(rep: Report, g: dict, setup: dict) -> dict:
             f"The largest size of each architecture, mean over seeds: the loss at position t of "
             f"{b['eval_windows']:,} validation windows, each read from a fresh state (recurrent models from "
             "zero, the Transformer with an empty cache), so position t has exactly t tokens of context "
-            "(Kaplan et al. 2020, figure 7). *within 0.01*: the position from which the fitted curve "
-            f"L(t) = a + b·t^−c stays within 0.01 nats of its value at t = {n_ctx}.",
+            "(Kaplan et al. 2020, figure 7). L(10), L(100) and L(n_ctx) are means over the positions "
+            "within 10 % of t (a single position is noisy); *within 0.01*: the position from which the "
+            f"fitted curve L(t) = a + b·t^−c stays within 0.01 nats of its value at t = {n_ctx}.",
             markdown_table(rows, [("model", "model", ""), ("L1", "L(1)", ""), ("L10", "L(10)", ""),
                                   ("L100", "L(100)", ""), ("Lctx", f"L({n_ctx})", ""),
                                   ("within", "within 0.01 from t =", ""), ("fit", "fit a + b·t^−c", "")]),
@@ -204,10 +212,6 @@ def _positions(rep: Report, g: dict, setup: dict) -> dict:
 def _fit_text(ps: list[dict]) -> str:
     a, b, c = (np.mean([p[k] for p in ps]) for k in ("fit_a", "fit_b", "fit_c"))
     return f"{a:.3f} + {b:.3f}·t^−{c:.2f}"
-
-
-def _fit_at(p: dict, t: int) -> float:
-    return p["fit_a"] + p["fit_b"] * t ** -p["fit_c"]
 
 
 def _gradients(rep: Report, g: dict, setup: dict) -> dict:
@@ -224,7 +228,9 @@ def _gradients(rep: Report, g: dict, setup: dict) -> dict:
                 continue
             norms = np.asarray([x["norms"] for x in gs])
             curves[(a, stage)] = norms.mean(axis=0)
-            ratio = [math.log10(max(x["norms"][dist] / x["norms"][0], 1e-300)) for x in gs]
+            # below float32's smallest number the gradient is exactly 0: floor the log there
+            ratio = [max(math.log10(max(x["norms"][dist] / x["norms"][0], 1e-300)), LOG10_UNDERFLOW)
+                     for x in gs]
             if stage == "trained":
                 logs[a] = ratio
             rows.append(dict(model=a, stage=stage, r10=_pm([x["ratio_10"] for x in gs], ".2e"),
@@ -242,7 +248,8 @@ def _gradients(rep: Report, g: dict, setup: dict) -> dict:
             "per step*: exp of the slope of log‖g‖ against distance; *half-life*: steps for the gradient to "
             "halve at that rate; *σ_max*: the largest singular value of the recurrent weight W_hh (all "
             "gates stacked). For the tanh RNN, ‖∂h_t/∂h_{t−1}‖ ≤ σ_max(W_hh) (tanh' ≤ 1 = 1/γ), so "
-            "σ_max < 1 forces the gradient to vanish; gates lift that bound for the LSTM and GRU.",
+            "σ_max < 1 forces the gradient to vanish; gates lift that bound for the LSTM and GRU. A log10 "
+            "ratio of −38 means the gradient underflowed to 0 in float32 before that distance.",
             markdown_table(rows, [("model", "model", ""), ("stage", "weights", ""),
                                   ("r10", "‖g‖ at 10 / at 0", ""), ("rd", f"log10 ‖g‖ at {dist} / at 0", ""),
                                   ("step", "median step ratio", ""), ("factor", "factor per step", ""),
@@ -285,8 +292,8 @@ def _tasks(rep: Report, g: dict, setup: dict) -> dict:
                     row[f"{a} acc"] = _pm(_vals(rs, "accuracy"), ".2f") if rs else None
             rows.append(row)
         out[task] = dict(cells={(a, T): _vals(rs, key) for (a, T), rs in cells.items()},
-                         baseline={T: cells[next((a, T) for a in archs if (a, T) in cells)][0].get("baseline")
-                                   for T in Ts}, Ts=Ts, archs=archs)
+                         baseline={T: cells[next((a, T) for a in archs if (a, T) in cells)][0].get(
+                             "chance" if task == "recall" else "baseline") for T in Ts}, Ts=Ts, archs=archs)
         rep.csv(f"task_{task}.csv", [{k: v for k, v in r.items() if k not in ("curve",)}
                                      for rs in cells.values() for r in rs])
         cols = [("T", "T" if task != "recall" else "k", ""), ("baseline", "baseline", ".4f")]
@@ -343,8 +350,12 @@ def _choose(rep: Report, g: dict, setup: dict, quality_rows, pos: dict, grads: d
         best_n = min(g["ngram"].values(), key=lambda r: r["val_loss"])
         best_a = min(final, key=lambda a: mean_se(final[a])[0])
         groups = {best_a: final[best_a], f"{best_n['n']}-gram": [best_n["val_loss"]]}
-        verdicts.append(V.claim_best("Statistical n-gram models are of limited effect: the best neural model "
-                                     "beats the best n-gram", "seed, background", best_a, groups))
+        v = V.claim_best("Statistical n-gram models are of limited effect: the best neural model beats the "
+                         "best n-gram", "seed, background", best_a, groups)
+        tokens = g["lm"][(best_a, largest)][0]["tokens"]
+        verdicts.append(dataclasses.replace(v, measured=v.measured + (
+            f" (the n-gram counted all {setup['train_tokens']:,} training characters; the {best_a} trained "
+            f"on {tokens:,} tokens)")))
     if "rnn" in final and "lstm" in final:
         verdicts.append(V.claim_best("The LSTM models text better than the plain RNN", "seed FAQ 1",
                                      "lstm", {"lstm": final["lstm"], "rnn": final["rnn"]}))
@@ -357,9 +368,16 @@ def _choose(rep: Report, g: dict, setup: dict, quality_rows, pos: dict, grads: d
             continue
         T = max(t["Ts"])
         groups = {a: t["cells"][(a, T)] for a in t["archs"] if (a, T) in t["cells"]}
-        verdicts.append(V.claim_best(f"The Transformer handles long-range dependencies better ({name}, "
+        verdicts.append(V.claim_task(f"The Transformer handles long-range dependencies better ({name}, "
                                      f"T = {T})", "seed FAQ 2 and 3", "transformer", groups,
-                                     min_effect=0.1 * t["baseline"][T], spec=".4f"))
+                                     t["baseline"][T], min_effect=0.1 * t["baseline"][T], spec=".4f"))
+    t = tasks.get("recall")
+    if t:
+        k = max(t["Ts"])
+        groups = {a: t["cells"][(a, k)] for a in t["archs"] if (a, k) in t["cells"]}
+        verdicts.append(V.claim_task(f"The Transformer handles long-range dependencies better (recall of the "
+                                     f"first symbol, k = {k})", "seed FAQ 2 and 3", "transformer", groups,
+                                     t["baseline"][k], lower_is_better=False, min_effect=0.05, spec=".3f"))
     rep.csv("verdicts.csv", [v.__dict__ for v in verdicts])
 
     # how to choose: each row computed from the tables above
@@ -476,16 +494,17 @@ def _fig_frontier(g, b):
 def _fig_positions(curves, carried):
     def draw(plt):
         fig, ax = plt.subplots(figsize=(7, 4.2))
+        greys = iter(["#bbb", "#999", "#777", "#555", "#333", "#111"])
         for k, c in curves.items():
-            t = np.arange(1, len(c) + 1)
-            ax.plot(t, c, color=COLORS.get(k, "gray"), linestyle="-" if k in COLORS else ":", label=k)
+            t, y = smooth(c)
+            ax.plot(t, y, color=COLORS.get(k) or next(greys), linestyle="-" if k in COLORS else ":", label=k)
         for k, c in carried.items():
-            ax.plot(np.arange(1, len(c) + 1), c, color=COLORS[k], linestyle="--", linewidth=1,
-                    label=f"{k}, carried state")
+            t, y = smooth(c)
+            ax.plot(t, y, color=COLORS[k], linestyle="--", linewidth=1, label=f"{k}, carried state")
         ax.set_xscale("log")
         ax.set_xlabel("position t in the context (tokens seen)")
         ax.set_ylabel("loss at position t (nats)")
-        ax.set_title("Loss against position in the context")
+        ax.set_title("Loss against position in the context (means over log-spaced bins)")
         ax.legend(fontsize=7)
     return draw
 
