@@ -1,8 +1,13 @@
-"""``minigrad.cuda``: is a usable CUDA GPU here? Cheap, cached, never raises."""
+"""``minigrad.cuda``: is a usable CUDA GPU here? Cheap, cached, never raises.
+
+CuPy comes from ``minigrad.backend`` (``backend._cupy()``), the one module
+that imports it."""
 
 from __future__ import annotations
 
 import functools
+
+from . import backend
 
 __all__ = ["is_available", "device_count", "unavailable_reason"]
 
@@ -10,7 +15,7 @@ __all__ = ["is_available", "device_count", "unavailable_reason"]
 @functools.lru_cache(maxsize=1)
 def _probe() -> tuple[bool, str, int]:
     try:
-        import cupy
+        cupy = backend._cupy()
     except Exception as e:  # ImportError, or a broken CUDA install
         return False, f"CuPy is not importable: {type(e).__name__}: {e}", 0
     try:

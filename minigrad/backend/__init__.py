@@ -2,15 +2,21 @@
 that differ between them.
 
     cpu   -> NumPy
-    cuda  -> CuPy (imported lazily; this is the only module that imports it)
+    cuda  -> CuPy (imported lazily, by ``_cupy()`` here: the only place that
+             imports it; ``minigrad.cuda`` asks this module for it too)
     fake  -> NumPy behind a strict wrapper that behaves like CuPy: it refuses
              implicit conversion to host arrays and mixing with them, and it
              counts explicit host synchronisations. Tests run the whole op
              suite on it, so a stray ``np.`` in op code fails without a GPU.
+             It is a test double and lives apart, in ``minigrad.backend.fake``.
 
 Op code never imports numpy or cupy for array work: it asks ``xp_of(array)``
 (or ``tensor.xp``) for the array module and calls through it. Scatter-add,
 host transfer and random numbers go through the helpers here.
+
+This module, in order: devices; the array module of a device or an array;
+transfers; scatter-add; the ``Switch`` settings and the device-side checks
+they turn off; erf; random numbers.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DeviceError
+from ..errors import DeviceError
+from .fake import FakeArray, _count_sync, _unwrap, fake_xp, reset_sync_count, sync_count
 
 __all__ = ["Device", "device", "xp_of", "xp_for", "to_device", "to_host", "index_add",
            "device_checks", "device_checks_enabled", "first_out_of_range",
@@ -75,7 +82,7 @@ def device(spec: str | Device | None) -> Device:
         return CPU
     d = Device(spec)
     if d.type == "cuda":
-        from . import cuda
+        from .. import cuda
         if not cuda.is_available():
             raise DeviceError(f"device {str(d)!r} requested but CUDA is not available "
                               f"({cuda.unavailable_reason()}); use 'cpu', or, on a machine with an "
@@ -85,6 +92,8 @@ def device(spec: str | Device | None) -> Device:
 
 
 def _cupy():
+    """CuPy, imported on first use. The one import of CuPy in minigrad: whatever
+    needs it (``minigrad.cuda``, the kernels, CUDA graphs) calls this."""
     import cupy  # noqa: PLC0415  (lazy: only this module imports CuPy)
     return cupy
 
@@ -346,195 +355,3 @@ def random_uniform(shape, dtype, dev: Device):
     # drawn as float32 whatever the dtype: no float64 array per mask on the float32 path, and a
     # seed gives the same mask in float32 and float64 (a float64 gradcheck of a float32 model)
     return to_device(_rng.gen.random(shape, dtype=np.float32).astype(dtype, copy=False), dev)
-
-
-# --------------------------------------------------------------------------- the strict fake device
-
-_sync = [0]
-
-
-def _count_sync() -> None:
-    _sync[0] += 1
-
-
-def sync_count() -> int:
-    """How many explicit host synchronisations the fake device has seen."""
-    return _sync[0]
-
-
-def reset_sync_count() -> None:
-    _sync[0] = 0
-
-
-def _unwrap(x):
-    """FakeArray -> ndarray, recursively in lists/tuples; host arrays refused like CuPy."""
-    if isinstance(x, FakeArray):
-        return x._a
-    if isinstance(x, np.ndarray):
-        raise TypeError("fake device: a host numpy.ndarray was mixed with device arrays; "
-                        "move it with xp.asarray(...) first (CuPy refuses this too)")
-    if isinstance(x, (list, tuple)):
-        return type(x)(_unwrap(v) for v in x)
-    return x
-
-
-def _wrap(x):
-    if isinstance(x, np.ndarray):
-        return FakeArray(x)
-    if isinstance(x, np.generic):  # CuPy returns 0-d device arrays, never host scalars
-        return FakeArray(np.asarray(x))
-    if isinstance(x, tuple):
-        return tuple(_wrap(v) for v in x)
-    if isinstance(x, list):
-        return [_wrap(v) for v in x]
-    return x
-
-
-def _binop(name):
-    def op(self, other):
-        return _wrap(getattr(self._a, name)(_unwrap(other)))
-    op.__name__ = name
-    return op
-
-
-class FakeArray:
-    """A NumPy array pretending to live on a GPU (see module docstring)."""
-
-    __slots__ = ("_a",)
-    __array_priority__ = 1000
-
-    def __init__(self, a: np.ndarray):
-        self._a = a
-
-    # implicit conversion to host is refused, exactly as CuPy does
-    def __array__(self, *args, **kwargs):
-        raise TypeError("fake device: implicit conversion to a NumPy array is not allowed; "
-                        "use backend.to_host() / Tensor.numpy()")
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        # Like CuPy: a NumPy ufunc on device arrays and scalars runs on the device
-        # (this is what ``np.float32(2) * x`` calls); a host ndarray among them is refused.
-        args = _unwrap(inputs)
-        kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
-        return _wrap(getattr(ufunc, method)(*args, **kwargs))
-
-    def __array_function__(self, func, types, args, kwargs):
-        raise TypeError(f"fake device: numpy.{func.__name__} called on a device array; "
-                        "op code must use the backend's xp, not numpy")
-
-    # explicit synchronisations, counted
-    def get(self) -> np.ndarray:
-        _count_sync()
-        return self._a.copy()
-
-    def item(self):
-        _count_sync()
-        return self._a.item()
-
-    def tolist(self):
-        _count_sync()
-        return self._a.tolist()
-
-    def __float__(self):
-        _count_sync()
-        return float(self._a)
-
-    def __int__(self):
-        _count_sync()
-        return int(self._a)
-
-    def __index__(self):
-        _count_sync()
-        return self._a.__index__()
-
-    def __bool__(self):
-        _count_sync()
-        return bool(self._a)
-
-    def __len__(self):
-        return len(self._a)
-
-    def __iter__(self):
-        raise TypeError("fake device: iterating a device array syncs per element; index it explicitly")
-
-    def __repr__(self):
-        return f"FakeArray({self._a!r})"
-
-    def __getitem__(self, idx):
-        return _wrap(self._a[_unwrap(idx)])
-
-    def __setitem__(self, idx, value):
-        self._a[_unwrap(idx)] = _unwrap(value)
-
-    def __getattr__(self, name):
-        if name.startswith("__"):   # e.g. __array_interface__, which np.asarray would use to copy
-            raise AttributeError(name)
-        attr = getattr(self._a, name)
-        if callable(attr):
-            def method(*args, **kwargs):
-                return _wrap(attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
-            return method
-        return _wrap(attr)
-
-    @property
-    def T(self):
-        return FakeArray(self._a.T)
-
-    def __neg__(self):
-        return FakeArray(-self._a)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return FakeArray(abs(self._a))
-
-    def __invert__(self):
-        return FakeArray(~self._a)
-
-
-for _name in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv",
-              "rfloordiv", "mod", "rmod", "pow", "rpow", "matmul", "rmatmul", "and", "rand", "or",
-              "ror", "xor", "rxor", "eq", "ne", "lt", "le", "gt", "ge", "iadd", "isub", "imul",
-              "itruediv"):
-    setattr(FakeArray, f"__{_name}__", _binop(f"__{_name}__"))
-
-
-class _FakeModule:
-    """The fake device's ``xp``: numpy's functions on unwrapped arrays, results wrapped."""
-
-    ndarray = FakeArray
-
-    def __getattr__(self, name):
-        attr = getattr(np, name)
-        if name in ("asarray", "array", "ascontiguousarray"):
-            def transfer(obj, *args, **kwargs):  # explicit host -> device is allowed
-                inner = obj._a if isinstance(obj, FakeArray) else obj
-                return FakeArray(getattr(np, name)(inner, *args, **kwargs))
-            return transfer
-        if isinstance(attr, np.ufunc):
-            return _FakeUfunc(attr)
-        if callable(attr) and not isinstance(attr, type):
-            def fn(*args, **kwargs):
-                return _wrap(attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
-            fn.__name__ = name
-            return fn
-        return attr  # dtypes, constants (np.float32, np.inf, ...)
-
-
-class _FakeUfunc:
-    def __init__(self, uf):
-        self._uf = uf
-
-    def __call__(self, *args, **kwargs):
-        return _wrap(self._uf(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
-
-    def __getattr__(self, name):  # .reduce, .accumulate, .at, ...
-        meth = getattr(self._uf, name)
-
-        def fn(*args, **kwargs):
-            return _wrap(meth(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
-        return fn
-
-
-fake_xp = _FakeModule()
