@@ -34,9 +34,9 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .cuda.kernels import use_kernels
 from .errors import AnomalyError, DeviceError, GraphError
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
-from .kernels import use_kernels
 from .ops import (  # noqa: A004
     abs,
     add,

@@ -217,7 +217,7 @@ class LanguageModel(nn.Module):
                              capturable: bool = False) -> optim.AdamW:
         """AdamW with two parameter groups, as nanoGPT: matrices and embeddings
         (ndim >= 2) decay, biases and LayerNorm weights (ndim < 2) do not.
-        ``capturable``: for a step recorded as a CUDA graph (``minigrad.graphs``)."""
+        ``capturable``: for a step recorded as a CUDA graph (``minigrad.cuda.graphs``)."""
         if not any(p.requires_grad for p in self.parameters()):
             raise TypeError(f"{type(self).__name__} has no parameters to train")
         return optim.AdamW(optim.param_groups_for_weight_decay(self, weight_decay), lr=lr,

@@ -326,7 +326,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def is_capturing() -> bool:
-    """Is the current CUDA stream being captured into a graph (``minigrad.graphs``)?
+    """Is the current CUDA stream being captured into a graph (``minigrad.cuda.graphs``)?
     False when CuPy was never imported."""
     import sys
     cp = sys.modules.get("cupy")

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from .. import backend
-from ..kernels import Elementwise
+from ..cuda.kernels import Elementwise
 from ..tensor import Tensor
 from .optimizer import Optimizer, ParamsT
 
@@ -27,7 +27,7 @@ class Adam(Optimizer):
 
     ``capturable=True`` (as PyTorch's): t and the learning rate live on the
     device instead (a 0-d array per parameter, one per group), so that a step
-    captured in a CUDA graph (``minigrad.graphs``) advances the bias correction
+    captured in a CUDA graph (``minigrad.cuda.graphs``) advances the bias correction
     and follows a learning-rate schedule when replayed. Each ``step()`` copies
     the groups' ``lr`` to the device first, except while being captured (a
     graphed step does it before each replay).

@@ -1,4 +1,4 @@
-"""CUDA graphs (minigrad/graphs.py) and the capturable optimizers they need.
+"""CUDA graphs (minigrad/cuda/graphs.py) and the capturable optimizers they need.
 
 The optimizer half runs everywhere: a capturable Adam/AdamW (step count and
 learning rate on the device) must train exactly like the ordinary one,
@@ -13,7 +13,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import backend, optim
-from minigrad.graphs import CUDAGraph, graphed_step
+from minigrad.cuda.graphs import CUDAGraph, graphed_step
 
 
 def _train(device, opt_cls, capturable, steps=12, **kw):
@@ -192,7 +192,7 @@ class _FakeCuda:
 
 
 def test_graphed_step_orchestration_on_an_emulated_graph(monkeypatch):
-    import minigrad.graphs as graphs
+    import minigrad.cuda.graphs as graphs
     fake = _FakeCuda()
     monkeypatch.setattr(backend, "_cupy", lambda: fake)
     monkeypatch.setattr(graphs, "_check_cuda", lambda tensors, where: backend.Device("cpu"))

@@ -1,4 +1,4 @@
-"""Custom CUDA kernels (minigrad/kernels.py), checked three ways:
+"""Custom CUDA kernels (minigrad/cuda/kernels.py), checked three ways:
 
 - everywhere: each kernel's CUDA C body, compiled for the CPU by
   ``minigrad.kernel_emulator``, agrees with the kernel's ``xp`` fallback on
@@ -19,7 +19,8 @@ from hypothesis import find, given
 from hypothesis import strategies as st
 
 import minigrad as mg
-from minigrad import backend, kernel_emulator, kernels
+from minigrad import backend, kernel_emulator
+from minigrad.cuda import kernels
 
 pytestmark = pytest.mark.skipif(kernel_emulator.compiler() is None,
                                 reason="the kernel emulator needs a C++ compiler (g++ or clang++)")

@@ -1,13 +1,24 @@
-"""``minigrad.cuda``: is a usable CUDA GPU here? Cheap, cached, never raises.
+"""``minigrad.cuda``: everything about CUDA in one package.
 
-CuPy comes from ``minigrad.backend`` (``backend._cupy()``), the one module
-that imports it."""
+Here: is a usable CUDA GPU here? (``is_available``, ``device_count``,
+``unavailable_reason``: cheap, cached, never raise.) Beside it:
+
+    minigrad.cuda.kernels   custom CUDA kernels (Elementwise, Reduction), each
+                            beside its xp fallback; ``use_kernels``
+    minigrad.cuda.graphs    CUDA graphs: record a training step once, replay it
+                            (the GPU's graph of launches, not autograd's graph)
+
+The submodules are imported on demand (``import minigrad.cuda.graphs``;
+minigrad's ops import the kernels), so this package stays cheap to import.
+Their old paths ``minigrad.kernels`` and ``minigrad.graphs`` are aliases of
+the same module objects. CuPy itself comes from ``minigrad.backend``
+(``backend._cupy()``), the one module that imports it."""
 
 from __future__ import annotations
 
 import functools
 
-from . import backend
+from .. import backend
 
 __all__ = ["is_available", "device_count", "unavailable_reason"]
 
