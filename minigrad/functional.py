@@ -9,10 +9,13 @@ import math
 
 from . import backend
 from .errors import DeviceError
-from .ops import fused
 from .ops._lift import broadcast_shape, lift, require_float
+from .ops.attention import Attention
 from .ops.elementwise import gelu, relu, sigmoid, tanh, where
-from .ops.fused import log_softmax, softmax
+from .ops.linalg import Linear, linear_reference
+from .ops.norm import LayerNorm
+from .ops.recurrent import GRUCellUpdate, LSTMCellUpdate, LSTMSequence
+from .ops.softmax import CrossEntropy, log_softmax, softmax
 from .tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "layer_norm", "embedding",
@@ -60,8 +63,8 @@ def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
         x = input.swapaxes(1, -1).reshape((-1, c))
     elif input.ndim == 1:
         x = input.reshape((1, c))
-    out = fused.CrossEntropy.apply(x, target=target.data.reshape(-1), ignore_index=ignore_index,
-                                   reduction=reduction, label_smoothing=float(label_smoothing))
+    out = CrossEntropy.apply(x, target=target.data.reshape(-1), ignore_index=ignore_index,
+                             reduction=reduction, label_smoothing=float(label_smoothing))
     if reduction == "none":
         out = out.reshape(expected)
     return out
@@ -98,8 +101,8 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
     if not (eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"layer_norm: eps must be a finite number >= 0, got {eps}")
     affine = [p for p in (weight, bias) if p is not None]
-    return fused.LayerNorm.apply(x, *affine, k=len(ns), eps=float(eps),
-                                 has_weight=weight is not None, has_bias=bias is not None)
+    return LayerNorm.apply(x, *affine, k=len(ns), eps=float(eps),
+                           has_weight=weight is not None, has_bias=bias is not None)
 
 
 def embedding(input: Tensor, weight: Tensor) -> Tensor:
@@ -175,9 +178,9 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
         allowed = attn_mask if allowed is None else allowed & attn_mask
     additive = attn_mask is not None and attn_mask.dtype.kind != "b"
     if not (additive or return_weights or (dropout_p and training)):
-        # the common case, as one fused node (see ops/fused.py: Attention)
-        return fused.Attention.apply(query, key, value, scale=scale,
-                                     allowed=None if allowed is None else allowed.data)
+        # the common case, as one fused node (see ops/attention.py: Attention)
+        return Attention.apply(query, key, value, scale=scale,
+                               allowed=None if allowed is None else allowed.data)
     scores = (query @ key.swapaxes(-1, -2)) * scale            # (..., L, S)
     if additive:
         scores = scores + attn_mask
@@ -202,7 +205,7 @@ def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     if c.dtype != gates.dtype:
         raise TypeError(f"lstm_cell: gates are {gates.dtype} but the cell state is {c.dtype}; "
                         "give both the same float dtype")
-    hc = fused.LSTMCellUpdate.apply(gates, c)
+    hc = LSTMCellUpdate.apply(gates, c)
     return hc[..., :H], hc[..., H:]
 
 
@@ -232,7 +235,7 @@ def lstm_sequence(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor,
     if T == 0:
         return gx[..., :H], (h0, c0)
     args = (gx.reshape((T, B, 4 * H)), h0.reshape((B, H)), c0.reshape((B, H)), weight_hh)
-    ys = fused.LSTMSequence.apply(*args, *(() if bias_hh is None else (bias_hh,)))
+    ys = LSTMSequence.apply(*args, *(() if bias_hh is None else (bias_hh,)))
     ys = ys.reshape((T,) + batch + (2 * H,))                   # (T, ..., 2H): [h_t, c_t]
     return ys[..., :H], (ys[-1, ..., :H], ys[-1, ..., H:])
 
@@ -251,7 +254,7 @@ def gru_cell(gx: Tensor, gh: Tensor, h: Tensor) -> Tensor:
     if not gx.dtype == gh.dtype == h.dtype:
         raise TypeError(f"gru_cell: dtypes differ (gx {gx.dtype}, gh {gh.dtype}, h {h.dtype}); "
                         "give all three the same float dtype")
-    return fused.GRUCellUpdate.apply(gx, gh, h)
+    return GRUCellUpdate.apply(gx, gh, h)
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -280,5 +283,5 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if x.ndim == 0:
         raise ValueError("linear: input must have at least one dimension (features), got a 0-d tensor")
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
-        return fused.linear_reference(x, weight, bias)     # mixed dtypes: let promotion decide
-    return fused.Linear.apply(x, weight, *(() if bias is None else (bias,)))
+        return linear_reference(x, weight, bias)     # mixed dtypes: let promotion decide
+    return Linear.apply(x, weight, *(() if bias is None else (bias,)))

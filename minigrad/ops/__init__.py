@@ -9,7 +9,19 @@ in ``tests/minigrad/op_registry.py``.
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import compare, elementwise, fused, index, linalg, reduce, shape  # noqa: F401  (families)
+from . import (  # noqa: F401  (families)
+    attention,
+    compare,
+    elementwise,
+    fused,
+    index,
+    linalg,
+    norm,
+    recurrent,
+    reduce,
+    shape,
+    softmax,
+)
 from .compare import (  # noqa: A004
     all,
     any,
@@ -99,8 +111,8 @@ _METHODS = {
     "swapaxes": swapaxes, "broadcast_to": broadcast_to, "expand": expand,
     "squeeze": squeeze, "unsqueeze": unsqueeze, "flip": flip, "astype": astype,
     "split": split,
-    # fused
-    "softmax": fused.softmax, "log_softmax": fused.log_softmax,
+    # softmax
+    "softmax": softmax.softmax, "log_softmax": softmax.log_softmax,
 }
 
 for _name, _fn in _METHODS.items():

@@ -1,11 +1,12 @@
-"""Matrix product with NumPy's semantics (1-D, 2-D, batched, broadcast batch dims)."""
+"""Matrix products: ``matmul`` with NumPy's semantics (1-D, 2-D, batched, broadcast
+batch dims), and the fused ``Linear`` node, y = x Wᵀ + b."""
 
 from __future__ import annotations
 
 import math
 
 from .. import profile
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
 from ._lift import broadcast_shape, lift
 
@@ -70,3 +71,54 @@ def matmul(a, b) -> Tensor:
     if a.dtype != b.dtype and "f" in (a.dtype.kind, b.dtype.kind):   # NumPy would promote silently
         raise TypeError(f"matmul: dtypes differ ({a.dtype}, {b.dtype}); cast one with .astype()")
     return MatMul.apply(a, b)
+
+
+def linear_reference(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """x Wᵀ + b from composite ops."""
+    y = x @ w.swapaxes(0, 1)
+    return y if b is None else y + b
+
+
+class Linear(Function):
+    """y = x Wᵀ + b for x (..., in), W (out, in), b (out,), as one node.
+
+    As a composite, the bias add would keep the product x Wᵀ alive until
+    backward although nothing needs it (a (..., out) array per layer); this
+    node keeps only x and W. Backward: dx = G W, dW = Gᵀ x (batch dims folded
+    into one product), db = Σ G over the batch dims."""
+    op_name = "linear"
+
+    def forward(self, x, w, *b):
+        if profile.active:
+            profile.add_matmul(x, w.T)                   # (..., in) @ (in, out)
+        y = x @ w.T
+        return y + b[0] if b else y
+
+    def backward(self, g):
+        if is_grad_enabled():
+            return _vjp_of(linear_reference, self.inputs, g)
+        x, w = self.inputs[0], self.inputs[1]
+        out, inp = w.shape
+        rows = math.prod(g.shape[:-1])          # explicit, so empty batches reshape too
+        g2 = g.data.reshape(rows, out)
+        if profile.active:                      # dx = G W (..., out) @ (out, in), dW = Gᵀ x
+            if x.requires_grad:
+                profile.add_matmul(g.data, w.data)
+            if w.requires_grad:
+                profile.add_matmul((out, rows), (rows, inp))
+        grads = [Tensor._make(g.data @ w.data, g._device) if x.requires_grad else None]
+        grads.append(Tensor._make(g2.T @ x.data.reshape(rows, inp), g._device)
+                     if w.requires_grad else None)
+        if len(self.inputs) == 3:
+            grads.append(Tensor._make(g2.sum(axis=0), g._device))
+        return grads
+
+
+def _vjp_of(composite, inputs: tuple[Tensor, ...], g: Tensor) -> tuple[Tensor | None, ...]:
+    """The gradients of ``composite(*inputs)`` built from differentiable ops: the
+    higher-order path of a fused op whose first-order backward is on raw arrays."""
+    from ..autograd import grad
+    wanted = [t for t in inputs if t.requires_grad]
+    grads = iter(grad(composite(*inputs), wanted, grad_outputs=g, create_graph=True,
+                      allow_unused=True))
+    return tuple(next(grads) if t.requires_grad else None for t in inputs)
