@@ -1,6 +1,6 @@
 """Run a custom CUDA kernel's body on the CPU, to check it without a GPU.
 
-The body of an ``Elementwise`` or ``Reduction`` kernel (``minigrad.kernels``)
+The body of an ``Elementwise`` or ``Reduction`` kernel (``minigrad.cuda.kernels``)
 is C++ with CUDA's math functions, which the host C++ compiler also has. This
 module wraps the body in a plain loop over the elements (one iteration per
 GPU thread, with the same names: ``i``, the parameters, ``T``), compiles it
@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from .kernels import Elementwise, Param, Reduction
+from ..cuda.kernels import Elementwise, Param, Reduction
 
 __all__ = ["run", "compiler", "cuda_source", "c_source"]
 

@@ -1,6 +1,6 @@
 """The layer test kit: one call checks everything a layer owes its users.
 
-    from minigrad.nn.testing import check_layer
+    from minigrad.testing.layer_kit import check_layer     # old path: minigrad.nn.testing
 
     check_layer(lambda: GRUCell(3, 2), (mg.randn(4, 3),))
 
@@ -54,8 +54,8 @@ from ..autograd import no_grad
 from ..backend import manual_seed
 from ..gradcheck import gradcheck as _gradcheck
 from ..gradcheck import gradgradcheck as _gradgradcheck
+from ..nn.module import Module
 from ..tensor import Tensor, tensor
-from .module import Module
 
 __all__ = ["check_layer", "bound_parameters", "default_devices"]
 

@@ -1,11 +1,11 @@
 """Hypothesis strategies and helpers for testing minigrad ops and layers.
 
-Importable (``from minigrad.testing import shapes, arrays``) so that a user
-who adds an op tests it the way minigrad tests its own: small shapes with
-0-d and size-1 dimensions, broadcast-compatible shape pairs, values kept
-away from kinks (relu at 0) and poles (1/x at 0), values far enough apart
-that max/min never meet a tie; and tolerances derived from the dtype. Needs
-the ``hypothesis`` package (a dev dependency).
+Importable (``from minigrad.testing import shapes, arrays``) so that a
+user who adds an op tests it the way minigrad tests its own: small shapes
+with 0-d and size-1 dimensions, broadcast-compatible shape pairs, values
+kept away from kinks (relu at 0) and poles (1/x at 0), values far enough
+apart that max/min never meet a tie; and tolerances derived from the dtype.
+Needs the ``hypothesis`` package (a dev dependency).
 
 The strategies draw plain NumPy float64 arrays; a test turns them into
 tensors on the device it is checking (``strided_tensor`` makes one whose
@@ -107,7 +107,7 @@ def strided_tensor(a: np.ndarray, device: str = "cpu", dtype=None, requires_grad
     """A leaf tensor on ``device`` holding ``a``'s values in a strided view of a
     larger array, with its axes reversed in memory (not C-contiguous when ``a``
     has more than one element): checks that ops do not assume a layout."""
-    from .tensor import tensor  # noqa: PLC0415  (minigrad imports this module only on demand)
+    from ..tensor import tensor  # noqa: PLC0415  (minigrad imports this module only on demand)
     base = np.zeros(a.shape[::-1] + (2,), dtype=a.dtype if dtype is None else dtype)
     base[..., 1] = a.T
     view = tensor(base, device=device)[..., 1].T    # basic indexing and .T: views, no copies

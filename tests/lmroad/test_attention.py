@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from lmroad.layers import KVCache, MultiHeadAttention, TransformerBlock
-from minigrad.nn.testing import check_layer
 from minigrad.testing import tolerance
+from minigrad.testing.layer_kit import check_layer
 
 devices = pytest.mark.parametrize("device", ["cpu", "fake"])
 TIGHT = dict(rtol=1e-12, atol=1e-12)

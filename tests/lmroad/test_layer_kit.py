@@ -1,4 +1,4 @@
-"""The layer test kit (``minigrad.nn.testing.check_layer``) catches what it
+"""The layer test kit (``minigrad.testing.layer_kit.check_layer``) catches what it
 claims to: each test hands it a layer broken in one way and expects the
 matching check to fail, naming itself and the layer."""
 
@@ -13,7 +13,7 @@ import minigrad.functional as F
 from lmroad.layers import Linear
 from minigrad import nn
 from minigrad.autograd import Function
-from minigrad.nn.testing import bound_parameters, check_layer
+from minigrad.testing.layer_kit import bound_parameters, check_layer
 
 
 def x23():

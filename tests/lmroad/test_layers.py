@@ -1,6 +1,6 @@
 """The simple layers: Linear, Embedding, LayerNorm, Dropout, FeedForward and
 the positional embeddings. Every layer passes the layer test kit
-(``minigrad.nn.testing.check_layer``: gradients w.r.t. inputs and parameters,
+(``minigrad.testing.layer_kit.check_layer``: gradients w.r.t. inputs and parameters,
 device parity, state_dict round trip, train/eval, dtypes) over hypothesis-drawn
 sizes, and its forward matches a NumPy transcription of its equation.
 Recurrent layers: test_recurrent.py; attention and blocks: test_attention.py.
@@ -26,8 +26,8 @@ from lmroad.layers import (
     Linear,
     SinusoidalPositionalEmbedding,
 )
-from minigrad.nn.testing import check_layer
 from minigrad.testing import tolerance
+from minigrad.testing.layer_kit import check_layer
 
 devices = pytest.mark.parametrize("device", ["cpu", "fake"])
 batch_shapes = st.sampled_from([(), (1,), (2,), (2, 3)])

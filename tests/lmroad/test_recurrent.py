@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from lmroad.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-from minigrad.nn.testing import check_layer
 from minigrad.testing import tolerance
+from minigrad.testing.layer_kit import check_layer
 
 devices = pytest.mark.parametrize("device", ["cpu", "fake"])
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}

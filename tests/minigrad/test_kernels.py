@@ -1,7 +1,7 @@
 """Custom CUDA kernels (minigrad/cuda/kernels.py), checked three ways:
 
 - everywhere: each kernel's CUDA C body, compiled for the CPU by
-  ``minigrad.kernel_emulator``, agrees with the kernel's ``xp`` fallback on
+  ``minigrad.testing.kernel_emulator``, agrees with the kernel's ``xp`` fallback on
   generated inputs (float32 and float64);
 - where nvcc is installed: every body compiles as CUDA for sm_90;
 - on a GPU (marked cuda): the kernel CuPy launches agrees with the fallback.
@@ -19,8 +19,9 @@ from hypothesis import find, given
 from hypothesis import strategies as st
 
 import minigrad as mg
-from minigrad import backend, kernel_emulator
+from minigrad import backend
 from minigrad.cuda import kernels
+from minigrad.testing import kernel_emulator
 
 pytestmark = pytest.mark.skipif(kernel_emulator.compiler() is None,
                                 reason="the kernel emulator needs a C++ compiler (g++ or clang++)")
