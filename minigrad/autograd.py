@@ -145,10 +145,20 @@ class Function:
     Return one gradient per input (a Tensor, or None for "no gradient").
     Broadcast gradients may be returned unreduced: the engine sums them back
     to the input's shape.
+
+    Optionally, a fast first-order path: ``backward_raw(g_array)`` takes the
+    output's gradient as a raw backend array and returns raw arrays, one per
+    input (or None for "no gradient"), or None as a whole for "no fast path
+    here, use ``backward``". The engine calls it instead of ``backward``
+    whenever no graph of the backward pass is wanted (``create_graph=False``,
+    the usual ``loss.backward()``); ``backward`` stays the differentiable VJP,
+    used for higher derivatives. So an op never asks which mode it is in.
     """
 
     inputs: tuple[Tensor, ...]
     differentiable: bool = True   # False: comparisons, argmax, ... (output never requires grad)
+    # Optional, first order only: ``backward_raw(g_array)`` -> raw arrays (see above).
+    backward_raw = None
     # Optional, for ops whose gradient is sparse (slices, gathers) and whose first input is the
     # one differentiated: ``backward_into(g_array, buffer_array)`` adds the input's gradient into
     # a full-size buffer in place. Used instead of ``backward`` when no graph is being built.
@@ -287,7 +297,7 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
                 fn.backward_into(g.data, acc.buffer(fn.inputs[0]).data)
                 _check_anomaly(fn, acc.grads[id(fn.inputs[0])], fn.inputs[0])
             else:
-                _backward_node(fn, g, acc)
+                _backward_node(fn, g, acc, create_graph)
             if not retain_graph:
                 fn.inputs = ()
                 fn._freed = True
@@ -296,13 +306,20 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
     return result
 
 
-def _backward_node(fn: Function, g: Tensor, acc: _Accumulator) -> None:
-    """Run one node's backward and add each input's (unbroadcast) gradient to ``acc``."""
+def _backward_node(fn: Function, g: Tensor, acc: _Accumulator, create_graph: bool) -> None:
+    """Run one node's backward and add each input's (unbroadcast) gradient to ``acc``.
+
+    The engine chooses the path: ``backward_raw`` on raw arrays when the op has one
+    and no graph of the backward pass is wanted, else the differentiable ``backward``."""
     # ops inside a backward are not checked one by one under detect_anomaly: a NaN
     # there is reported as this op's backward, which is where the user can act
     anomaly, _mode.anomaly = _mode.anomaly, False
     try:
-        in_grads = fn.backward(g)
+        in_grads = None
+        if not create_graph and fn.backward_raw is not None:
+            in_grads = _as_tensors(fn.backward_raw(g.data), g._device)
+        if in_grads is None:
+            in_grads = fn.backward(g)
     finally:
         _mode.anomaly = anomaly
     if not isinstance(in_grads, (tuple, list)):
@@ -316,6 +333,16 @@ def _backward_node(fn: Function, g: Tensor, acc: _Accumulator) -> None:
         pg = unbroadcast(pg, p.shape, fn.name())
         _check_anomaly(fn, pg, p)
         acc.add(p, pg)
+
+
+def _as_tensors(raw, dev):
+    """``backward_raw``'s raw arrays as Tensors on ``dev`` (None stays None)."""
+    if raw is None:
+        return None
+    make = _tensor_cls()._make
+    if isinstance(raw, (tuple, list)):
+        return [None if a is None else make(a, dev) for a in raw]
+    return make(raw, dev)
 
 
 def _check_anomaly(fn: Function, grad: Tensor, p: Tensor) -> None:

@@ -5,8 +5,9 @@ weights P for backward. Its softmax rows are ``ops/softmax.py``'s kernels.
 from __future__ import annotations
 
 from .. import backend, profile
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..tensor import Tensor
+from .elementwise import where
 from .softmax import _softmax_last_backward_raw, _softmax_raw, softmax
 
 
@@ -32,23 +33,22 @@ class Attention(Function):
         return self.p @ v
 
     def backward(self, g):
+        q, k, v = self.inputs       # rebuild P from Tensors so the backward is differentiable
+        s = (q @ k.swapaxes(-1, -2)) * self.scale
+        if self.allowed is not None:
+            s = where(Tensor._make(self.allowed, q._device), s, float("-inf"))
+        p = softmax(s, axis=-1)
+        gp = g @ v.swapaxes(-1, -2)
+        gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
+        return (gs @ k) * self.scale, (gs.swapaxes(-1, -2) @ q) * self.scale, p.swapaxes(-1, -2) @ g
+
+    def backward_raw(self, ga):
         q, k, v = self.inputs
-        if is_grad_enabled():   # rebuild P from Tensors so the backward is differentiable
-            s = (q @ k.swapaxes(-1, -2)) * self.scale
-            if self.allowed is not None:
-                from .elementwise import where
-                s = where(Tensor._make(self.allowed, q._device), s, float("-inf"))
-            p = softmax(s, axis=-1)
-            gp = g @ v.swapaxes(-1, -2)
-            gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
-            return (gs @ k) * self.scale, (gs.swapaxes(-1, -2) @ q) * self.scale, p.swapaxes(-1, -2) @ g
-        p, ga = self.p, g.data                    # first order: raw arrays, scale folded in
+        p = self.p                                # first order: raw arrays, scale folded in
         vt, pt = v.data.swapaxes(-1, -2), p.swapaxes(-1, -2)   # (..., Ev, S), (..., S, L)
         gs = _softmax_last_backward_raw(ga @ vt, p, self.scale)  # dS (..., L, S)
         gst = gs.swapaxes(-1, -2)
         if profile.active:                        # dP = G Vᵀ, dQ = dS K, dK = dSᵀ Q, dV = Pᵀ G
             for a, b in ((ga, vt), (gs, k.data), (gst, q.data), (pt, ga)):
                 profile.add_matmul(a, b)
-        dev = g._device
-        return (Tensor._make(gs @ k.data, dev), Tensor._make(gst @ q.data, dev),
-                Tensor._make(pt @ ga, dev))
+        return gs @ k.data, gst @ q.data, pt @ ga

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .. import backend
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..kernels import Elementwise
 from ..tensor import Tensor, get_default_dtype
 from ._lift import broadcast_shape, lift, match_float, require_float
@@ -314,9 +314,6 @@ class Gelu(Function):
 
     def backward(self, g):
         x = self.inputs[0]
-        if not is_grad_enabled():   # first order: raw arrays (one kernel on a GPU)
-            kernel = _GELU_TANH_BACKWARD if self.approximate == "tanh" else _GELU_EXACT_BACKWARD
-            return Tensor._make(kernel(x.data, g.data), g._device)
         if self.approximate == "tanh":
             t = (_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
@@ -324,6 +321,10 @@ class Gelu(Function):
         cdf = 0.5 * (1.0 + (x * (1 / math.sqrt(2.0))).erf())
         pdf = _INV_SQRT_2PI * (-0.5 * x * x).exp()
         return g * (cdf + x * pdf)
+
+    def backward_raw(self, g):      # one kernel on a GPU
+        kernel = _GELU_TANH_BACKWARD if self.approximate == "tanh" else _GELU_EXACT_BACKWARD
+        return kernel(self.inputs[0].data, g)
 
 
 class Clip(Function):

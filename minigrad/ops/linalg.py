@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from .. import profile
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..tensor import Tensor
 from ._lift import broadcast_shape, lift
 
@@ -95,22 +95,22 @@ class Linear(Function):
         return y + b[0] if b else y
 
     def backward(self, g):
-        if is_grad_enabled():
-            return _vjp_of(linear_reference, self.inputs, g)
+        return _vjp_of(linear_reference, self.inputs, g)
+
+    def backward_raw(self, g):
         x, w = self.inputs[0], self.inputs[1]
         out, inp = w.shape
         rows = math.prod(g.shape[:-1])          # explicit, so empty batches reshape too
-        g2 = g.data.reshape(rows, out)
+        g2 = g.reshape(rows, out)
         if profile.active:                      # dx = G W (..., out) @ (out, in), dW = Gᵀ x
             if x.requires_grad:
-                profile.add_matmul(g.data, w.data)
+                profile.add_matmul(g, w.data)
             if w.requires_grad:
                 profile.add_matmul((out, rows), (rows, inp))
-        grads = [Tensor._make(g.data @ w.data, g._device) if x.requires_grad else None]
-        grads.append(Tensor._make(g2.T @ x.data.reshape(rows, inp), g._device)
-                     if w.requires_grad else None)
+        grads = [g @ w.data if x.requires_grad else None,
+                 g2.T @ x.data.reshape(rows, inp) if w.requires_grad else None]
         if len(self.inputs) == 3:
-            grads.append(Tensor._make(g2.sum(axis=0), g._device))
+            grads.append(g2.sum(axis=0))
         return grads
 
 

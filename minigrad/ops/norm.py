@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..kernels import Elementwise, Reduction, will_launch
 from ..tensor import Tensor
 
@@ -54,33 +54,6 @@ class LayerNorm(Function):
     def backward(self, g):
         x = self.inputs[0]
         axes = tuple(range(x.ndim - self.k, x.ndim))
-        if not is_grad_enabled():   # first order: raw arrays, (rows, n)
-            x2, n = self._rows(x.data)
-            g2 = self._rows(g.data)[0]
-            inv_n = 1.0 / n if n else 0.0
-            w = self.inputs[1].data.reshape(n) if self.has_weight else 1.0
-            pshape = x.shape[x.ndim - self.k:]
-            if will_launch(x2):     # a GPU: three kernels, x̂ recomputed inside each
-                mg = _LN_GRAD_MEAN(g2, w, inv_n)
-                mgx = _LN_GRAD_XHAT_MEAN(g2, w, x2, self.shift, self.mean, self.rstd, inv_n)
-                dx = _LN_BACKWARD(g2, w, x2, self.shift, self.mean, self.rstd, mg, mgx)
-                gw = (_LN_GRAD_XHAT(g2, x2, self.shift, self.mean, self.rstd).sum(axis=0)
-                      if self.has_weight else None)
-            else:                   # elsewhere: x̂ once (half the time at GPT-medium sizes)
-                xhat = x2 - self.shift
-                xhat -= self.mean
-                xhat *= self.rstd
-                gh = g2 * w if self.has_weight else g2
-                dx = gh - gh.mean(axis=-1, keepdims=True)
-                dx -= xhat * (gh * xhat).mean(axis=-1, keepdims=True)
-                dx *= self.rstd
-                gw = (g2 * xhat).sum(axis=0) if self.has_weight else None
-            grads = [Tensor._make(dx.reshape(x.shape), x._device)]
-            if self.has_weight:
-                grads.append(Tensor._make(gw.reshape(pshape), x._device))
-            if self.has_bias:
-                grads.append(Tensor._make(g2.sum(axis=0).reshape(pshape), x._device))
-            return grads
         # recompute x̂ and r as Tensors of x, for higher derivatives
         shift = self.shift.reshape(x.shape[:x.ndim - self.k] + (1,) * self.k)
         xs = x - Tensor._make(shift, x._device)     # a constant: same function of x
@@ -95,6 +68,36 @@ class LayerNorm(Function):
             grads.append(g * xhat)
         if self.has_bias:
             grads.append(g)
+        return grads
+
+    def backward_raw(self, g):
+        """The first order on raw arrays, (rows, n)."""
+        x = self.inputs[0]
+        x2, n = self._rows(x.data)
+        g2 = self._rows(g)[0]
+        inv_n = 1.0 / n if n else 0.0
+        w = self.inputs[1].data.reshape(n) if self.has_weight else 1.0
+        pshape = x.shape[x.ndim - self.k:]
+        if will_launch(x2):     # a GPU: three kernels, x̂ recomputed inside each
+            mg = _LN_GRAD_MEAN(g2, w, inv_n)
+            mgx = _LN_GRAD_XHAT_MEAN(g2, w, x2, self.shift, self.mean, self.rstd, inv_n)
+            dx = _LN_BACKWARD(g2, w, x2, self.shift, self.mean, self.rstd, mg, mgx)
+            gw = (_LN_GRAD_XHAT(g2, x2, self.shift, self.mean, self.rstd).sum(axis=0)
+                  if self.has_weight else None)
+        else:                   # elsewhere: x̂ once (half the time at GPT-medium sizes)
+            xhat = x2 - self.shift
+            xhat -= self.mean
+            xhat *= self.rstd
+            gh = g2 * w if self.has_weight else g2
+            dx = gh - gh.mean(axis=-1, keepdims=True)
+            dx -= xhat * (gh * xhat).mean(axis=-1, keepdims=True)
+            dx *= self.rstd
+            gw = (g2 * xhat).sum(axis=0) if self.has_weight else None
+        grads = [dx.reshape(x.shape)]
+        if self.has_weight:
+            grads.append(gw.reshape(pshape))
+        if self.has_bias:
+            grads.append(g2.sum(axis=0).reshape(pshape))
         return grads
 
 

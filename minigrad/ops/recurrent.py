@@ -10,7 +10,7 @@ their NumPy fallbacks) and raw-array helpers.
 from __future__ import annotations
 
 from .. import backend, profile
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..kernels import Elementwise
 from ..tensor import Tensor
 from .linalg import _vjp_of, linear_reference
@@ -74,15 +74,16 @@ class LSTMCellUpdate(Function):
         return hc
 
     def backward(self, grad_out):
+        return _vjp_of(lstm_cell_reference, self.inputs, grad_out)
+
+    def backward_raw(self, grad_out):
         a, c = self.inputs
-        if is_grad_enabled():
-            return _vjp_of(lstm_cell_reference, (a, c), grad_out)
         xp = a.xp
         H = c.shape[-1]
         da = xp.empty(a.shape, dtype=a.dtype)
         dc = xp.empty(c.shape, dtype=c.dtype)
-        _LSTM_BACKWARD(self.act, self.hc, xp.ascontiguousarray(grad_out.data), c.data, H, da, dc)
-        return Tensor._make(da, a._device), Tensor._make(dc, c._device)
+        _LSTM_BACKWARD(self.act, self.hc, xp.ascontiguousarray(grad_out), c.data, H, da, dc)
+        return da, dc
 
 
 class LSTMSequence(Function):
@@ -121,13 +122,14 @@ class LSTMSequence(Function):
         return ys
 
     def backward(self, g):
-        if is_grad_enabled():
-            return _vjp_of(lstm_sequence_reference, self.inputs, g)
+        return _vjp_of(lstm_sequence_reference, self.inputs, g)
+
+    def backward_raw(self, g):
         gx, h0, c0, w_hh = self.inputs[:4]
         xp = gx.xp
         T, B, H = gx.shape[0], gx.shape[1], c0.shape[-1]
         ys, w = self.ys, w_hh.data
-        gout = xp.ascontiguousarray(g.data)                          # (T, B, 2H): [dh_t, dc_t]
+        gout = xp.ascontiguousarray(g)                               # (T, B, 2H): [dh_t, dc_t]
         da = xp.empty((T, B, 4 * H), dtype=gx.dtype)
         dc = xp.empty((B, H), dtype=gx.dtype)
         dh_next = xp.zeros((B, H), dtype=gx.dtype)                   # from step t+1
@@ -143,11 +145,9 @@ class LSTMSequence(Function):
         if profile.active:
             profile.add_matmul((4 * H, T * B), (T * B, H))
         dw = da.reshape(T * B, 4 * H).T @ h_prev.reshape(T * B, H)   # (4H, H)
-        dev = g._device
-        grads = [Tensor._make(da, dev), Tensor._make(dh_next, dev), Tensor._make(dc_next, dev),
-                 Tensor._make(dw, dev)]
+        grads = [da, dh_next, dc_next, dw]
         if len(self.inputs) == 5:
-            grads.append(Tensor._make(da.sum(axis=(0, 1)), dev))
+            grads.append(da.sum(axis=(0, 1)))
         return grads
 
 
@@ -172,17 +172,17 @@ class GRUCellUpdate(Function):
         return y
 
     def backward(self, g):
+        return _vjp_of(gru_cell_reference, self.inputs, g)
+
+    def backward_raw(self, g):
         gx, gh, h = self.inputs
-        if is_grad_enabled():
-            return _vjp_of(gru_cell_reference, (gx, gh, h), g)
         xp = gx.xp
         H = h.shape[-1]
         dgx = xp.empty(gx.shape, dtype=gx.dtype)
         dgh = xp.empty(gh.shape, dtype=gh.dtype)
         dh = xp.empty(h.shape, dtype=h.dtype)
-        _GRU_BACKWARD(self.saved, h.data, g.data, H, dgx, dgh, dh)
-        dev = g._device
-        return Tensor._make(dgx, dev), Tensor._make(dgh, dev), Tensor._make(dh, dev)
+        _GRU_BACKWARD(self.saved, h.data, g, H, dgx, dgh, dh)
+        return dgx, dgh, dh
 
 
 # --------------------------------------------------------------------------- kernels and raw helpers

@@ -9,7 +9,7 @@ NumPy fallbacks, see ``minigrad/kernels.py``) and raw-array helpers last.
 from __future__ import annotations
 
 from .. import backend
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..kernels import Elementwise, Reduction, will_launch
 from ..tensor import Tensor
 from ._lift import normalize_axes, require_float
@@ -26,10 +26,14 @@ class Softmax(Function):
 
     def backward(self, g):
         s = self.output
-        if self.axis == s.ndim - 1 and not is_grad_enabled():
-            return Tensor._make(_softmax_last_backward_raw(g.data, s.data), g._device)
         gs = g * s
         return gs - s * gs.sum(axis=self.axis, keepdims=True)
+
+    def backward_raw(self, g):
+        s = self.output.data
+        if self.axis != s.ndim - 1:
+            return None                             # the rows are not contiguous: use backward
+        return _softmax_last_backward_raw(g, s)     # two kernels on a GPU
 
 
 class LogSoftmax(Function):
@@ -94,13 +98,16 @@ class CrossEntropy(Function):
         x = self.inputs[0]
         c = x.shape[1]
         eps = self.label_smoothing
-        if not is_grad_enabled():   # first-order fast path on raw arrays: one kernel on a GPU
-            w = self._weights(g).data
-            dx = _CROSS_ENTROPY_BACKWARD(x.data, self.m, self.s, self.safe_t, w, eps / c,
-                                         1 - eps + eps / c, c)
-            return Tensor._make(dx, x._device)
-        q = _smoothed_onehot(x.data, self.safe_t, eps / c, 1 - eps + eps / c)   # create_graph
+        q = _smoothed_onehot(x.data, self.safe_t, eps / c, 1 - eps + eps / c)
         return (softmax(x, axis=1) - Tensor._make(q, x._device)) * self._weights(g)
+
+    def backward_raw(self, g):
+        x = self.inputs[0]
+        c = x.shape[1]
+        eps = self.label_smoothing
+        w = self._weights(Tensor._make(g, x._device)).data
+        return _CROSS_ENTROPY_BACKWARD(x.data, self.m, self.s, self.safe_t, w, eps / c,   # one kernel
+                                       1 - eps + eps / c, c)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
