@@ -41,6 +41,11 @@ before the schedule was stored resume with the horizon of their saved config
 
 Ctrl-C stops at the end of the current step, saves a checkpoint and returns
 (a second Ctrl-C aborts at once, still saving the last completed step).
+
+Three files: ``lmroad/train_config.py`` (TrainConfig, resolve_config, the
+model and the schedule a config asks for), ``lmroad/train_progress.py`` (the
+bar and log lines, the Ctrl-C guard) and this one (evaluation, the state of
+a run and the loop). Their public names are all importable from here.
 """
 
 from __future__ import annotations
@@ -49,12 +54,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import signal
-import sys
-import threading
 import time
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,202 +75,24 @@ from .data import (
     random_windows,
     tokenizer_from_dict,
 )
-from .models import MODELS
+from .train_config import (
+    MODEL_KINDS,
+    TrainConfig,
+    build_model,
+    model_config_for,
+    resolve_config,
+    schedule_for,
+)
+from .train_progress import Progress, StopOnCtrlC, eval_line
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate", "build_model",
            "model_config_for", "resolve_config", "MODEL_KINDS"]
 
-MODEL_KINDS = tuple(MODELS)      # ngram, rnn, lstm, gru, transformer
 LN2 = math.log(2.0)
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite; the last good checkpoint is left in place."""
-
-
-# --------------------------------------------------------------------------- configuration
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on; the CLI flags have the same names."""
-
-    # model
-    model: str = "transformer"
-    n_layer: int = 4             # transformer blocks
-    n_head: int = 4              # attention heads
-    n_embd: int = 128            # embedding width (transformer and recurrent models)
-    hidden_size: int = 256       # recurrent state size
-    num_layers: int = 1          # stacked recurrent layers
-    ngram_n: int = 3             # n of the n-gram model
-    dropout: float = 0.0
-    forget_bias: float = 0.0
-    # data
-    corpus: str = "shakespeare"  # a corpus name, used when ``data`` is None
-    data: str | None = None      # a UTF-8 text file (last 10% is validation)
-    tokenizer: str = "char"      # "char" or "word"
-    # optimisation
-    device: str = "cpu"
-    max_iters: int = 2000
-    batch_size: int = 32
-    block_size: int = 64
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    lr_decay_iters: int | None = None   # end of the cosine; None: max_iters (resumed: the run's own)
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0       # 0: no clipping
-    # evaluation, logging, checkpoints
-    eval_interval: int = 250
-    eval_iters: int = 20         # validation batches per evaluation; 0: the whole split
-    log_interval: int = 10
-    seed: int = 1337
-    out: str | None = None       # None: out/<model>
-    resume: bool = False         # continue the run saved in ``out``
-    overwrite: bool = False      # start afresh in an ``out`` that holds another run's checkpoint
-    progress: str = "auto"       # "auto" (a bar on a terminal with tqdm), "bar", "lines", "none"
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out if self.out is not None else os.path.join("out", self.model))
-
-    @property
-    def decay_iters(self) -> int:
-        return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
-
-    def validate(self) -> TrainConfig:
-        """ValueError naming the first setting that makes no sense; returns self."""
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ValueError(msg)
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            want = _FIELD_TYPES[f.name]
-            if v is None and f.name in _OPTIONAL:
-                continue
-            if isinstance(v, os.PathLike) and want is str:
-                v = os.fspath(v)
-                setattr(self, f.name, v)
-            if want is float and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-                setattr(self, f.name, v)
-            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
-                raise ValueError(f"{_flag(f.name)} must be {_TYPE_NAMES[want]}, got {v!r}")
-            if want is float and not math.isfinite(v):
-                raise ValueError(f"{_flag(f.name)} must be a finite number, got {v}")
-        need(self.model in MODEL_KINDS,
-             f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
-        need(self.tokenizer in ("char", "word"),
-             f"--tokenizer must be 'char' or 'word', got {self.tokenizer!r}")
-        need(self.progress in ("auto", "bar", "lines", "none"),
-             f"--progress must be auto, bar, lines or none, got {self.progress!r}")
-        for name in ("n_layer", "n_head", "n_embd", "hidden_size", "num_layers", "ngram_n",
-                     "batch_size", "block_size", "eval_interval", "log_interval"):
-            need(getattr(self, name) >= 1, f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters", "eval_iters", "seed"):
-            need(getattr(self, name) >= 0, f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        need(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        need(0 <= self.min_lr <= self.lr, f"--min-lr must be in [0, --lr={self.lr}], got {self.min_lr}")
-        need(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
-        need(not (self.resume and self.overwrite), "--resume and --overwrite cannot be used together")
-        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0: off), got {self.grad_clip}")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
-             f"--beta1 and --beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        if self.model == "transformer":
-            need(self.n_embd % self.n_head == 0,
-                 f"--n-embd ({self.n_embd}) must be divisible by --n-head ({self.n_head})")
-        backend.Device(self.device)   # ValueError for an unknown device name
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "config") -> TrainConfig:
-        """A config from a dict (e.g. a config file or a checkpoint); unknown keys are an error."""
-        return dataclasses.replace(cls(), **_checked_overrides(d, where))
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _field_types() -> tuple[dict[str, type], set[str]]:
-    """TrainConfig's field -> its type (int, float, str, bool), and the fields that may be None."""
-    types, optional = {}, set()
-    for name, hint in typing.get_type_hints(TrainConfig).items():
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if args:                                  # "X | None"
-            optional.add(name)
-            hint = args[0]
-        types[name] = hint
-    return types, optional
-
-
-_FIELD_TYPES, _OPTIONAL = _field_types()
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _checked_overrides(d: dict, where: str) -> dict:
-    if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a table of settings, got {type(d).__name__}")
-    out = {}
-    for key, value in d.items():
-        name = str(key).replace("-", "_")
-        if name not in _FIELD_TYPES:
-            raise ValueError(f"{where}: unknown setting {key!r}; valid: {', '.join(sorted(_FIELD_TYPES))}")
-        out[name] = value
-    return out
-
-
-def resolve_config(overrides: dict, resume: bool = False) -> TrainConfig:
-    """The config of a run: ``overrides`` (command-line flags and config-file
-    values, already merged) on top of the defaults, or, when resuming, on top
-    of the config saved in the checkpoint in ``overrides['out']`` (default
-    out/<model>). So ``--resume --max-iters 5000`` continues a run with all
-    its settings and only a new end."""
-    overrides = _checked_overrides(overrides, "config")
-    base = TrainConfig()
-    if resume:
-        probe = dataclasses.replace(base, **{k: v for k, v in overrides.items() if k in ("out", "model")})
-        out = probe.out_dir
-        if not ckpt_mod.has_checkpoint(out):
-            raise CheckpointError(f"--resume: no checkpoint in {out} (train without --resume first, or "
-                                  "point --out at the run's folder)")
-        saved = ckpt_mod.read_checkpoint(out).train_config or {}
-        # everything but how to show progress: that belongs to this terminal, not to the run
-        saved = {k: v for k, v in saved.items()
-                 if k in _FIELD_TYPES and k not in ("resume", "overwrite", "progress")}
-        base = dataclasses.replace(base, **saved)
-        overrides.setdefault("out", str(out))
-    cfg = dataclasses.replace(base, **overrides)
-    cfg.resume = resume
-    return cfg.validate()
-
-
-# --------------------------------------------------------------------------- the model
-
-# TrainConfig field -> the model config's field of that meaning (each model has some of them)
-_MODEL_FIELDS = {"n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd", "hidden_size": "hidden_size",
-                 "num_layers": "num_layers", "ngram_n": "n", "dropout": "dropout", "block_size": "block_size",
-                 "forget_bias": "forget_bias"}
-
-
-def model_config_for(cfg: TrainConfig, vocab_size: int) -> dict:
-    """The model's config (a dict of its dataclass fields) that ``cfg`` asks for."""
-    fields = {f.name for f in dataclasses.fields(MODELS[cfg.model].config_class)}
-    out = {"vocab_size": int(vocab_size)}
-    out.update({theirs: getattr(cfg, ours) for ours, theirs in _MODEL_FIELDS.items() if theirs in fields})
-    if "cell" in fields:         # RNNConfig serves rnn, lstm and gru; its default cell is "rnn"
-        out["cell"] = cfg.model
-    return out
-
-
-def build_model(cfg: TrainConfig, vocab_size: int):
-    """The model ``cfg`` describes, initialised from minigrad's host generator."""
-    return MODELS[cfg.model].from_config(model_config_for(cfg, vocab_size))
 
 
 def _is_recurrent(model) -> bool:
@@ -350,91 +172,7 @@ def _lane_windows(ids: np.ndarray, batch_size: int, block_size: int, device: str
         n += 1
 
 
-# --------------------------------------------------------------------------- progress
-
-class _Progress:
-    """Messages, and per-step progress: a tqdm bar (loss, tokens/s, ETA) when tqdm is
-    installed and the output is a terminal, else a plain line every ``log_interval`` steps.
-    ``mode``: "auto", "bar" (a bar even off a terminal), "lines", "none" (silent)."""
-
-    def __init__(self, mode: str, total: int, log_interval: int, stream=None):
-        self.mode, self.total, self.log_interval = mode, total, log_interval
-        self.stream = stream if stream is not None else sys.stderr
-        self.bar = None
-
-    def start(self, step: int) -> None:
-        """Begin counting at ``step`` (of ``total``)."""
-        if self.mode in ("auto", "bar"):
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                tqdm = None
-            tty = getattr(self.stream, "isatty", lambda: False)()
-            if tqdm is not None and (self.mode == "bar" or tty):
-                self.bar = tqdm(total=self.total, initial=step, file=self.stream, unit="step",
-                                dynamic_ncols=True)
-        self.t0 = self.t_last = time.perf_counter()
-        self.step0, self.tokens, self.tokens_last = step, 0, 0
-
-    def update(self, step: int, loss: float, lr: float, tokens: int) -> None:
-        self.tokens += tokens
-        now = time.perf_counter()
-        if self.bar is not None:
-            rate = self.tokens / max(now - self.t0, 1e-9)
-            self.bar.set_postfix_str(f"loss {loss:.4f}, {rate:,.0f} tok/s", refresh=False)
-            self.bar.update(1)
-        elif step % self.log_interval == 0 or step == self.total:
-            rate = (self.tokens - self.tokens_last) / max(now - self.t_last, 1e-9)
-            eta = (now - self.t0) / max(step - self.step0, 1) * (self.total - step)
-            self.write(f"step {step:>{len(str(self.total))}}/{self.total} | loss {loss:.4f} | "
-                       f"lr {lr:.2e} | {rate:,.0f} tok/s | eta {_duration(eta)}")
-            self.t_last, self.tokens_last = now, self.tokens
-
-    def write(self, line: str) -> None:
-        if self.mode == "none":
-            return
-        if self.bar is not None:
-            self.bar.write(line, file=self.stream)
-        else:
-            print(line, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-class _StopOnCtrlC:
-    """While active (main thread only), the first Ctrl-C asks the loop to stop after
-    the current step; a second one raises KeyboardInterrupt at once."""
-
-    def __init__(self, say: Callable[[str], None]):
-        self.requested = False
-        self.say = say
-        self._old = None
-
-    def __enter__(self) -> _StopOnCtrlC:
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.say("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop now)")
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-
-
-# --------------------------------------------------------------------------- the run
+# --------------------------------------------------------------------------- the state of a run
 
 @dataclass
 class TrainResult:
@@ -481,55 +219,6 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
         if rec.get("step", 0) <= last_step:
             keep.append(line)
     path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
-
-
-_SCHEDULE_KEYS = ("lr", "min_lr", "warmup_iters", "lr_decay_iters")
-
-
-def _stored_schedule(resumed) -> dict | None:
-    """The learning-rate schedule a checkpoint's run was started with, or None if it does not say:
-    ``extra["lr_schedule"]``, else (older checkpoints) its train_config, whose horizon is
-    lr_decay_iters or, when that is None, max_iters."""
-    stored = (resumed.extra or {}).get("lr_schedule")
-    if isinstance(stored, dict) and all(k in stored for k in _SCHEDULE_KEYS):
-        return {k: stored[k] for k in _SCHEDULE_KEYS}
-    saved = resumed.train_config or {}
-    if saved.get("max_iters") is None and saved.get("lr_decay_iters") is None:
-        return None
-    defaults = TrainConfig()
-    horizon = saved.get("lr_decay_iters")
-    return {"lr": saved.get("lr", defaults.lr), "min_lr": saved.get("min_lr", defaults.min_lr),
-            "warmup_iters": saved.get("warmup_iters", defaults.warmup_iters),
-            "lr_decay_iters": horizon if horizon is not None else saved["max_iters"]}
-
-
-def _schedule(cfg: TrainConfig, resumed, say: Callable[[str], None]) -> dict:
-    """The learning-rate schedule of this run (``_SCHEDULE_KEYS``): the config's, except that a
-    resumed run without an explicit ``lr_decay_iters`` keeps the horizon it was started with.
-    Says what changes when a resumed run's settings differ from the stored schedule."""
-    schedule = {"lr": cfg.lr, "min_lr": cfg.min_lr, "warmup_iters": cfg.warmup_iters,
-                "lr_decay_iters": cfg.decay_iters}
-    stored = _stored_schedule(resumed) if resumed is not None else None
-    if stored is None:
-        return schedule
-    horizon = stored["lr_decay_iters"]
-    if cfg.lr_decay_iters is None:
-        schedule["lr_decay_iters"] = horizon
-    elif cfg.lr_decay_iters != horizon:
-        say(f"note: --lr-decay-iters {cfg.lr_decay_iters} replaces this run's horizon of {horizon} steps: "
-            f"the learning rate follows the new cosine from step {resumed.step} on")
-    end, saved_end = schedule["lr_decay_iters"], (resumed.train_config or {}).get("max_iters")
-    if cfg.max_iters != end and cfg.max_iters != saved_end:       # the run's end moved, the schedule's not
-        after = (f"then trains at --min-lr {cfg.min_lr:g} up to step {cfg.max_iters}" if cfg.max_iters > end
-                 else f"but this run stops at step {cfg.max_iters}")
-        say(f"note: --max-iters {cfg.max_iters} differs from the horizon of this run's learning-rate "
-            f"schedule ({end} steps): the cosine still reaches --min-lr at step {end}, {after}; "
-            f"pass --lr-decay-iters N to set another horizon")
-    changed = [f"--{k.replace('_', '-')} {stored[k]:g} -> {schedule[k]:g}"
-               for k in ("lr", "min_lr", "warmup_iters") if stored[k] != schedule[k]]
-    if changed:
-        say(f"note: the learning-rate schedule changes from step {resumed.step} on: {', '.join(changed)}")
-    return schedule
 
 
 class _DataPosition:
@@ -585,16 +274,12 @@ class _DataPosition:
         self.rollback({"batcher": data_state["batcher"], "rng": rng_state, "state": s})
 
 
-def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
-          stream=None) -> TrainResult:
-    """Run (or, with ``cfg.resume``, continue) training; see the module docstring.
+# --------------------------------------------------------------------------- a run's pieces
 
-    ``on_step(step, info)`` is called after every optimizer step with
-    ``info = {"loss", "lr"}`` (and ``"eval"`` when it evaluated); raising
-    KeyboardInterrupt from it acts as Ctrl-C. Progress and logs go to
-    ``stream`` (default stderr)."""
-    cfg = dataclasses.replace(cfg).validate()
-    out, device = cfg.out_dir, str(mg.device(cfg.device))
+def _open_out(cfg: TrainConfig):
+    """The checkpoint to resume (None for a new run). A new run in an ``out`` that holds a
+    checkpoint is an error, unless ``overwrite`` (then that run's files are removed)."""
+    out = cfg.out_dir
     resumed = ckpt_mod.read_checkpoint(out) if cfg.resume else None
     if resumed is None and ckpt_mod.has_checkpoint(out):
         if not cfg.overwrite:
@@ -602,9 +287,21 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
                              "pass --resume to continue it, --overwrite to start afresh there, or "
                              "choose another --out")
         _remove_run(out)
-    progress = _Progress(cfg.progress, cfg.max_iters, cfg.log_interval, stream)
+    return resumed
 
-    # ---- data: text -> token ids (host)
+
+@dataclass
+class _Text:
+    """The run's text as token ids (host), and what a checkpoint records about it."""
+    tokenizer: Any
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    chars_per_token: float
+    data_id: str          # fingerprint of the text: a resumed run must read the same
+
+
+def _load_text(cfg: TrainConfig, resumed) -> _Text:
+    """text -> token ids, with the tokenizer the checkpoint saved when resuming."""
     corpus = load_corpus(cfg.data if cfg.data is not None else cfg.corpus)
     data_id = _fingerprint(corpus.train, corpus.val)
     if resumed is None:
@@ -615,140 +312,185 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
     else:
         tokenizer = tokenizer_from_dict(resumed.tokenizer)
     train_ids, val_ids = tokenizer.encode(corpus.train), tokenizer.encode(corpus.val)
-    chars_per_token = len(corpus.val) / max(len(val_ids), 1)
     for name, ids in (("training", train_ids), ("validation", val_ids)):
         if len(ids) < cfg.block_size + 1:
             raise ValueError(f"the {name} text has {len(ids)} tokens, too few for one window of "
                              f"--block-size {cfg.block_size} (plus the next token)")
+    return _Text(tokenizer, train_ids, val_ids, len(corpus.val) / max(len(val_ids), 1), data_id)
 
-    # ---- model, optimizer, data position
-    mg.manual_seed(cfg.seed)
-    model = build_model(cfg, tokenizer.vocab_size).to(device)
-    counted = cfg.model == "ngram"              # fitted by counting, not by gradient
-    opt = None if counted else optim.AdamW(
-        optim.param_groups_for_weight_decay(model, cfg.weight_decay), lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2))
-    recurrent = _is_recurrent(model)
-    data = _DataPosition(train_ids, cfg, device, recurrent)
 
-    step, best, best_step = 0, None, None
-    metrics_path = out / "metrics.jsonl"
-    if resumed is not None:
-        ckpt_mod.restore_model(model, resumed)
+class _Run:
+    """One run's state between steps: the model, the optimizer (None for the counted n-gram
+    model), the data position, the step, the best validation loss, the schedule; and the
+    three things done with them: one training step, an evaluation, a save."""
+
+    def __init__(self, cfg: TrainConfig, device: str, resumed, text: _Text, progress: Progress):
+        self.cfg, self.device, self.text, self.progress = cfg, device, text, progress
+        self.out = cfg.out_dir
+        self.metrics_path = self.out / "metrics.jsonl"
+        mg.manual_seed(cfg.seed)
+        self.model = build_model(cfg, text.tokenizer.vocab_size).to(self.device)
+        self.counted = cfg.model == "ngram"              # fitted by counting, not by gradient
+        self.opt = None if self.counted else optim.AdamW(
+            optim.param_groups_for_weight_decay(self.model, cfg.weight_decay), lr=cfg.lr,
+            betas=(cfg.beta1, cfg.beta2))
+        self.recurrent = _is_recurrent(self.model)
+        self.data = _DataPosition(text.train_ids, cfg, self.device, self.recurrent)
+        self.step, self.best, self.best_step = 0, None, None
+        if resumed is not None:
+            self._restore(resumed)
+        self.saved_step = self.step
+        self.schedule = schedule_for(cfg, resumed, progress.write)
+
+    def _restore(self, resumed) -> None:
+        """Weights, optimizer moments, data position and generators, step and best from ``resumed``."""
+        ckpt_mod.restore_model(self.model, resumed)
         try:
-            if opt is not None:
-                opt.load_state_dict(resumed.optimizer)
-            data.restore(resumed.data_state, resumed.rng_state)
+            if self.opt is not None:
+                self.opt.load_state_dict(resumed.optimizer)
+            self.data.restore(resumed.data_state, resumed.rng_state)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{resumed.json_path}: the training state does not fit this run: "
                                   f"{e}") from None
-        step = resumed.step
-        best = (resumed.metrics.get("best") or {}).get("val_loss")
-        best_step = (resumed.metrics.get("best") or {}).get("step")
-        _truncate_jsonl(metrics_path, step)
-        progress.write(f"resumed {cfg.model} from {out} at step {step}")
-    schedule = _schedule(cfg, resumed, progress.write)
-    out.mkdir(parents=True, exist_ok=True)
-    progress.write(f"{cfg.model}: {model.num_parameters():,} parameters | vocab {tokenizer.vocab_size} "
-                   f"({cfg.tokenizer}) | train {len(train_ids):,} tokens, val {len(val_ids):,} | "
-                   f"device {device} | out {out}")
+        self.step = resumed.step
+        self.best = (resumed.metrics.get("best") or {}).get("val_loss")
+        self.best_step = (resumed.metrics.get("best") or {}).get("step")
+        _truncate_jsonl(self.metrics_path, self.step)
+        self.progress.write(f"resumed {self.cfg.model} from {self.out} at step {self.step}")
 
-    def run_eval(at: int) -> dict:
-        ev = evaluate(model, val_ids, cfg.block_size, cfg.batch_size, max_batches=cfg.eval_iters or None,
-                      device=device, chars_per_token=chars_per_token)
-        record = {"step": at, "split": "val", **ev, "time": time.time()}
-        _append_jsonl(metrics_path, record)
-        progress.write(_eval_line(record))
+    def train_step(self) -> tuple[float, float, int]:
+        """One optimizer step at ``self.step``: (its loss, its learning rate, tokens seen).
+        Leaves ``self.step`` alone: the caller counts the step once it is whole."""
+        cfg, model, schedule = self.cfg, self.model, self.schedule
+        horizon = schedule["lr_decay_iters"]
+        lr = optim.cosine_with_warmup(self.step, schedule["lr"], min(schedule["warmup_iters"], horizon),
+                                      horizon, schedule["min_lr"])
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        x, y = self.data.next_batch()
+        # token ids come from the tokenizer, in range by construction: skip the device-side
+        # range checks, so a GPU step never waits for the host (only the logged loss does)
+        with mg.device_checks(False):
+            if self.recurrent:     # truncated BPTT: start from the last window's state, detached
+                _, loss = model(x, y, state=self.data.state)
+                self.data.state = model.detach_state(model.last_state)
+            else:
+                _, loss = model(x, y)
+            loss_value = float(loss.item())
+            if not math.isfinite(loss_value):      # stop before NaN reaches the weights
+                raise TrainingDiverged(
+                    f"training diverged at step {self.step + 1} (loss {loss_value}); lower --lr or raise "
+                    f"--warmup-iters; the last good checkpoint in {self.out} is kept")
+            self.opt.zero_grad()
+            loss.backward()
+            if cfg.grad_clip > 0:
+                optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.opt.step()
+        return loss_value, lr, x.size
+
+    def evaluate(self) -> dict:
+        """Evaluate at ``self.step`` on the validation split; logged and returned."""
+        cfg, text = self.cfg, self.text
+        ev = evaluate(self.model, text.val_ids, cfg.block_size, cfg.batch_size,
+                      max_batches=cfg.eval_iters or None, device=self.device,
+                      chars_per_token=text.chars_per_token)
+        record = {"step": self.step, "split": "val", **ev, "time": time.time()}
+        _append_jsonl(self.metrics_path, record)
+        self.progress.write(eval_line(record))
         return record
 
-    saved_step = step
+    def log_train_loss(self, loss: float, lr: float) -> None:
+        _append_jsonl(self.metrics_path, {"step": self.step, "split": "train", "loss": loss,
+                                          "lr": lr, "time": time.time()})
 
-    def save(at: int, last_eval: dict | None) -> None:
+    def save(self, last_eval: dict | None) -> None:
         """Save ``out`` (the last checkpoint), and ``out/best`` when ``last_eval`` is a new best."""
-        nonlocal best, best_step, saved_step
-        if last_eval is not None and last_eval["step"] == at and (best is None or last_eval["loss"] < best):
-            best, best_step = last_eval["loss"], at
-            ckpt_mod.save_checkpoint(out / "best", model, **saved(at, last_eval))
-        ckpt_mod.save_checkpoint(out, model, **saved(at, last_eval))
-        saved_step = at
+        at = self.step
+        if last_eval is not None and last_eval["step"] == at and (self.best is None
+                                                                   or last_eval["loss"] < self.best):
+            self.best, self.best_step = last_eval["loss"], at
+            ckpt_mod.save_checkpoint(self.out / "best", self.model, **self._checkpoint(last_eval))
+        ckpt_mod.save_checkpoint(self.out, self.model, **self._checkpoint(last_eval))
+        self.saved_step = at
 
-    def saved(at: int, last_eval: dict | None) -> dict:
-        data_state, rng_state = data.checkpoint_parts()
-        return dict(step=at, tokenizer=tokenizer, optimizer=opt, train_config=cfg.to_dict(),
-                    data_state=data_state, rng_state=rng_state,
-                    metrics={"last": last_eval, "best": {"val_loss": best, "step": best_step}},
-                    extra={"data_sha256": data_id, "chars_per_token": chars_per_token,
-                           "lr_schedule": schedule})
+    def _checkpoint(self, last_eval: dict | None) -> dict:
+        data_state, rng_state = self.data.checkpoint_parts()
+        text = self.text
+        return dict(step=self.step, tokenizer=text.tokenizer, optimizer=self.opt,
+                    train_config=self.cfg.to_dict(), data_state=data_state, rng_state=rng_state,
+                    metrics={"last": last_eval, "best": {"val_loss": self.best, "step": self.best_step}},
+                    extra={"data_sha256": text.data_id, "chars_per_token": text.chars_per_token,
+                           "lr_schedule": self.schedule})
+
+
+# --------------------------------------------------------------------------- the loop
+
+def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
+          stream=None) -> TrainResult:
+    """Run (or, with ``cfg.resume``, continue) training; see the module docstring.
+
+    ``on_step(step, info)`` is called after every optimizer step with
+    ``info = {"loss", "lr"}`` (and ``"eval"`` when it evaluated); raising
+    KeyboardInterrupt from it acts as Ctrl-C. Progress and logs go to
+    ``stream`` (default stderr)."""
+    # ---- setup: the config, the checkpoint to continue, the text, the model and its optimizer
+    cfg = dataclasses.replace(cfg).validate()
+    device = str(mg.device(cfg.device))         # an unusable device fails before out/ is touched
+    resumed = _open_out(cfg)
+    progress = Progress(cfg.progress, cfg.max_iters, cfg.log_interval, stream)
+    run = _Run(cfg, device, resumed, _load_text(cfg, resumed), progress)
+    out, text = run.out, run.text
+    out.mkdir(parents=True, exist_ok=True)
+    progress.write(f"{cfg.model}: {run.model.num_parameters():,} parameters | vocab "
+                   f"{text.tokenizer.vocab_size} ({cfg.tokenizer}) | train {len(text.train_ids):,} tokens, "
+                   f"val {len(text.val_ids):,} | device {run.device} | out {out}")
 
     # ---- the n-gram model: count once, evaluate, save
-    if counted:
-        model.fit(train_ids)
-        last_eval = run_eval(0)
-        save(0, last_eval)
-        return TrainResult(out, 0, False, [], last_eval, best)
+    if run.counted:
+        run.step = 0
+        run.model.fit(text.train_ids)
+        last_eval = run.evaluate()
+        run.save(last_eval)
+        return TrainResult(out, 0, False, [], last_eval, run.best)
 
-    # ---- the loop
+    # ---- the steps. A snapshot of the data position is taken before each step and
+    # dropped once the step is whole: an interrupt half-way rolls the data back to it,
+    # so the checkpoint saved below is the last whole step, exactly
     history: list[float] = []
-    last_eval = run_eval(0) if resumed is None else (resumed.metrics or {}).get("last")
-    progress.start(step)
+    last_eval = run.evaluate() if resumed is None else (resumed.metrics or {}).get("last")
+    progress.start(run.step)
     snapshot = None
-    model.train()
+    run.model.train()
     interrupted = False
     try:
-        with _StopOnCtrlC(progress.write) as ctrl_c:
-            while step < cfg.max_iters:
-                snapshot = data.snapshot()
-                horizon = schedule["lr_decay_iters"]
-                lr = optim.cosine_with_warmup(step, schedule["lr"], min(schedule["warmup_iters"], horizon),
-                                              horizon, schedule["min_lr"])
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                x, y = data.next_batch()
-                # token ids come from the tokenizer, in range by construction: skip the device-side
-                # range checks, so a GPU step never waits for the host (only the logged loss does)
-                with mg.device_checks(False):
-                    if recurrent:     # truncated BPTT: start from the last window's state, detached
-                        _, loss = model(x, y, state=data.state)
-                        data.state = model.detach_state(model.last_state)
-                    else:
-                        _, loss = model(x, y)
-                    loss_value = float(loss.item())
-                    if not math.isfinite(loss_value):      # stop before NaN reaches the weights
-                        raise TrainingDiverged(
-                            f"training diverged at step {step + 1} (loss {loss_value}); lower --lr or raise "
-                            f"--warmup-iters; the last good checkpoint in {out} is kept")
-                    opt.zero_grad()
-                    loss.backward()
-                    if cfg.grad_clip > 0:
-                        optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    opt.step()
-                step, snapshot = step + 1, None      # the step is whole: nothing to roll back
-                history.append(loss_value)
-                progress.update(step, loss_value, lr, x.size)
-                info: dict[str, Any] = {"loss": loss_value, "lr": lr}
-                if step % cfg.log_interval == 0:
-                    _append_jsonl(metrics_path, {"step": step, "split": "train", "loss": loss_value,
-                                                 "lr": lr, "time": time.time()})
-                if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                    last_eval = info["eval"] = run_eval(step)
-                    save(step, last_eval)
+        with StopOnCtrlC(progress.write) as ctrl_c:
+            while run.step < cfg.max_iters:
+                snapshot = run.data.snapshot()
+                loss, lr, tokens = run.train_step()
+                run.step, snapshot = run.step + 1, None      # the step is whole: nothing to roll back
+                history.append(loss)
+                progress.update(run.step, loss, lr, tokens)
+                info: dict[str, Any] = {"loss": loss, "lr": lr}
+                # ---- log; every eval_interval steps (and at the end): evaluate and save
+                if run.step % cfg.log_interval == 0:
+                    run.log_train_loss(loss, lr)
+                if run.step % cfg.eval_interval == 0 or run.step == cfg.max_iters:
+                    last_eval = info["eval"] = run.evaluate()
+                    run.save(last_eval)
                 if on_step is not None:
-                    on_step(step, info)
+                    on_step(run.step, info)
                 if ctrl_c.requested:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
         if snapshot is not None:                 # stopped half-way through a step: undo its data
-            data.rollback(snapshot)
+            run.data.rollback(snapshot)
     finally:
         progress.close()
-    if saved_step != step:       # the end, or an interrupt, between two evaluations
-        save(step, last_eval)
+
+    # ---- the end, or an interrupt between two evaluations: save the last whole step
+    if run.saved_step != run.step:
+        run.save(last_eval)
     if interrupted:
-        progress.write(f"interrupted at step {step}; checkpoint saved to {out} (continue with --resume)")
-    return TrainResult(out, step, interrupted, history, last_eval, best)
-
-
-def _eval_line(ev: dict) -> str:
-    bpc = f" | bpc {ev['bpc']:.4f}" if ev.get("bpc") is not None else ""
-    return f"step {ev['step']}: val loss {ev['loss']:.4f} | perplexity {ev['perplexity']:.2f}{bpc}"
+        progress.write(f"interrupted at step {run.step}; checkpoint saved to {out} (continue with --resume)")
+    return TrainResult(out, run.step, interrupted, history, last_eval, run.best)
