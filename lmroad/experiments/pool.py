@@ -3,8 +3,14 @@
     results = run_all(specs, data, out_dir, jobs=2)
 
 * Every run is independent (``runs.execute``), so ``jobs`` worker processes
-  take them from a queue, largest first; each worker uses one BLAS thread,
-  so runs neither fight over the cores nor depend on how many run at once.
+  take them from a queue, largest first. Each worker is a fresh process whose
+  BLAS *starts* with one thread (``OPENBLAS_NUM_THREADS=1`` and friends in its
+  environment, then threadpoolctl): runs neither fight over the cores nor
+  depend on how many run at once. Even ``jobs=1`` runs in a worker: an
+  OpenBLAS that started with two threads and was then limited to one was
+  measured to round differently (a relative 1e-9 at first, amplified by
+  training) from one that started with one, so the parent's own setting must
+  not leak into the numbers.
 * A finished run is written to ``OUT/runs/<id>.json`` at once (to a
   temporary file, then renamed: a crash never leaves half a file). Running
   the same command again loads every run whose file holds the same spec
@@ -114,8 +120,11 @@ class _Bar:
 
 
 def run_all(specs: list[dict], data: Data, out_dir: str, jobs: int = 1, quiet: bool = False,
-            stream=None) -> dict[str, dict]:
-    """Every spec's result, keyed by ``spec_id``: loaded when saved, computed otherwise."""
+            stream=None, in_process: bool = False) -> dict[str, dict]:
+    """Every spec's result, keyed by ``spec_id``: loaded when saved, computed otherwise.
+
+    ``in_process=True`` runs them here, one after the other (for tests of the
+    bookkeeping and for a debugger; its numbers follow this process's BLAS setup)."""
     os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
     ids = [spec_id(s) for s in specs]
     if len(set(ids)) != len(ids):
@@ -141,14 +150,14 @@ def run_all(specs: list[dict], data: Data, out_dir: str, jobs: int = 1, quiet: b
         bar.cost_left -= spec.get("cost", 1.0)
 
     try:
-        if jobs <= 1:
+        if in_process:
             _one_thread()
             for s in todo:
                 bar.show([spec_id(s)])
                 finish(s, execute(s, data))
                 bar.show([], spec_id(s))
         else:
-            _parallel(todo, data, jobs, finish, bar)
+            _parallel(todo, data, max(1, jobs), finish, bar)
     except KeyboardInterrupt:
         bar.close()
         raise Interrupted(len(results), len(specs), out_dir) from None

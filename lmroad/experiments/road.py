@@ -254,7 +254,8 @@ def run_road(budget: Budget, corpus_name: str, data_path: str | None, out_dir: s
                  lrs=lrs, train_tokens=len(data.train), tune_tokens=len(data.tune), val_tokens=len(data.val),
                  vocab=data.vocab_size, prompt=data.prompt, line=data.line,
                  command=command or f"python -m lmroad road --budget {budget.name}",
-                 wall_s=time.perf_counter() - t0, run_s=sum(r.get("run_s", 0.0) for r in runs), python=platform.python_version(), numpy=np.__version__,
+                 wall_s=time.perf_counter() - t0, run_s=sum(r.get("run_s", 0.0) for r in runs),
+                 python=platform.python_version(), numpy=np.__version__,
                  machine=f"{platform.machine()}, {os.cpu_count()} CPUs")
     path = writeup.write_report(Report(out_dir, plots=plots), setup, runs)
     say(f"done in {fmt_seconds(time.perf_counter() - t0)} (runs loaded from earlier runs of this command "

@@ -6,6 +6,7 @@ The full quick run takes about 20 s on a 2-core CPU; it runs once per module."""
 import csv
 import dataclasses
 import importlib.util
+import json
 import shutil
 
 import numpy as np
@@ -103,21 +104,20 @@ def test_same_numbers_with_one_worker_or_two(quick_runs):
         assert a[name] == b[name], name
 
 
-def test_an_interrupted_road_finishes_where_it_stopped(quick_runs, tmp_path, monkeypatch):
+def test_an_interrupted_road_finishes_where_it_stopped(quick_runs, tmp_path):
     """Remove three saved runs and half-write a fourth (as a crash would): the same
     command reruns exactly those four and writes the same numbers."""
     _, two, data = quick_runs
     out = tmp_path / "resumed"
     shutil.copytree(two, out)
-    files = sorted((out / "runs").glob("lm-*.json"))
+    files = sorted((out / "runs").glob("*.json"))
     for f in files[:3]:
         f.unlink()
     files[3].write_text(files[3].read_text()[:100])
-    calls = []
-    real = runs_mod.execute
-    monkeypatch.setattr(pool_mod, "execute", lambda spec, d: calls.append(spec) or real(spec, d))
+    kept = {f.name: f.stat().st_mtime_ns for f in files[4:]}
     assert road.main(["--quick", "--data", str(data), "--out", str(out), "--seed", "0", "--jobs", "1"]) == 0
-    assert sorted(runs_mod.spec_id(s) + ".json" for s in calls) == sorted(f.name for f in files[:4])
+    assert {f.name: f.stat().st_mtime_ns for f in files[4:]} == kept           # the saved runs: not rerun
+    assert all(f.exists() and json.loads(f.read_text())["result"] for f in files[:4])   # the rest: rerun
     assert _values(out) == _values(two)
 
 
@@ -135,10 +135,10 @@ def test_ctrl_c_keeps_the_finished_runs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pool_mod, "execute", execute)
     with pytest.raises(pool_mod.Interrupted, match="2 of 5 runs are saved"):
-        pool_mod.run_all(specs, data, str(tmp_path), jobs=1, quiet=True)
+        pool_mod.run_all(specs, data, str(tmp_path), quiet=True, in_process=True)
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
     monkeypatch.setattr(pool_mod, "execute", lambda spec, d: dict(spec, value=spec["seed"] * 2))
-    results = pool_mod.run_all(specs, data, str(tmp_path), jobs=1, quiet=True)
+    results = pool_mod.run_all(specs, data, str(tmp_path), quiet=True, in_process=True)
     assert [results[runs_mod.spec_id(s)]["value"] for s in specs] == [0, 2, 4, 6, 8]
 
 
@@ -147,10 +147,10 @@ def test_a_changed_spec_is_run_again(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(pool_mod, "execute", lambda spec, d: calls.append(spec) or dict(spec, v=1))
     spec = dict(kind="fake", seed=0, tokens=10, cost=1.0)
-    pool_mod.run_all([spec], data, str(tmp_path), quiet=True)
-    pool_mod.run_all([dict(spec, cost=5.0)], data, str(tmp_path), quiet=True)   # cost only schedules
+    pool_mod.run_all([spec], data, str(tmp_path), quiet=True, in_process=True)
+    pool_mod.run_all([dict(spec, cost=5.0)], data, str(tmp_path), quiet=True, in_process=True)   # schedules
     assert len(calls) == 1
-    pool_mod.run_all([dict(spec, tokens=20)], data, str(tmp_path), quiet=True)
+    pool_mod.run_all([dict(spec, tokens=20)], data, str(tmp_path), quiet=True, in_process=True)
     assert len(calls) == 2
 
 
