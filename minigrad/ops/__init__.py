@@ -1,128 +1,56 @@
-"""Primitive ops, one family per file, and the table that binds them to Tensor.
+"""Primitive ops, one family per file, gathered here.
 
-A new op: write its Function (forward + backward) and its user-facing
-function in the family's file, add it to the table below if it should be a
-Tensor method, export it from ``minigrad/__init__.py``, and give it an entry
-in ``tests/minigrad/op_registry.py``.
+A family file (every module in this folder whose name does not start with
+``_``) holds its ops whole: each ``Function`` (forward and backward), its
+user-facing function, and, at the end of the file, two lists:
+
+- ``__all__``: the functions that ``minigrad.ops`` and ``minigrad`` export;
+- ``METHODS``: Tensor methods and operators, ``{"exp": exp, "__neg__": neg}``.
+
+This module imports every family and does both (``register_family``), so a
+new op is its family file plus its entry in ``tests/minigrad/op_registry.py``.
 """
 
 from __future__ import annotations
 
+import importlib as _importlib
+import pkgutil as _pkgutil
+import sys as _sys
+from types import ModuleType
+
 from ..tensor import Tensor
-from . import (  # noqa: F401  (families)
-    attention,
-    compare,
-    elementwise,
-    fused,
-    index,
-    linalg,
-    norm,
-    recurrent,
-    reduce,
-    shape,
-    softmax,
-)
-from .compare import (  # noqa: A004
-    all,
-    any,
-    argmax,
-    argmin,
-    eq,
-    ge,
-    gt,
-    isfinite,
-    le,
-    logical_and,
-    logical_not,
-    logical_or,
-    logical_xor,
-    lt,
-    ne,
-)
-from .elementwise import (  # noqa: A004
-    abs,
-    add,
-    clip,
-    erf,
-    exp,
-    gelu,
-    log,
-    maximum,
-    minimum,
-    mul,
-    neg,
-    pow,
-    relu,
-    sigmoid,
-    sign,
-    sqrt,
-    sub,
-    tanh,
-    truediv,
-    where,
-)
-from .index import getitem, setitem
-from .linalg import matmul
-from .reduce import logsumexp, max, mean, min, std, sum, var  # noqa: A004
-from .shape import (
-    astype,
-    broadcast_to,
-    cat,
-    concatenate,
-    expand,
-    expand_dims,
-    flip,
-    pad,
-    permute,
-    reshape,
-    split,
-    squeeze,
-    stack,
-    swapaxes,
-    transpose,
-    unsqueeze,
-)
+
+_ALIASES = {"fused"}      # modules kept for old imports: not families (their names live elsewhere)
+__all__: list[str] = []
+FAMILIES: dict[str, ModuleType] = {}
 
 
-def _rev(fn):
-    return lambda self, other: fn(other, self)
+def register_family(module: ModuleType) -> None:
+    """Export ``module.__all__`` from ``minigrad.ops`` (and ``minigrad``, once it is
+    imported) and bind ``module.METHODS`` onto ``Tensor``. A name two families
+    export is an error, not a silent override."""
+    names = list(getattr(module, "__all__", ()))
+    here = _sys.modules[__name__]
+    for name in names:
+        owner = getattr(here, name, None)
+        if name in __all__ and owner is not getattr(module, name):
+            raise ValueError(f"op family {module.__name__}: {name!r} is already exported by another family")
+    for name in names:
+        setattr(here, name, getattr(module, name))
+    __all__.extend(n for n in names if n not in __all__)
+    for name, method in getattr(module, "METHODS", {}).items():
+        setattr(Tensor, name, method)
+    FAMILIES[module.__name__.rsplit(".", 1)[-1]] = module
+    top = _sys.modules.get(__package__.rsplit(".", 1)[0])
+    if top is not None and hasattr(top, "__version__"):    # minigrad fully imported: export there too
+        for name in names:
+            setattr(top, name, getattr(module, name))
+        top.__all__.extend(n for n in names if n not in top.__all__)
 
 
-_METHODS = {
-    # arithmetic
-    "__add__": add, "__radd__": _rev(add), "__sub__": sub, "__rsub__": _rev(sub),
-    "__mul__": mul, "__rmul__": _rev(mul), "__truediv__": truediv, "__rtruediv__": _rev(truediv),
-    "__pow__": pow, "__rpow__": _rev(pow), "__matmul__": matmul, "__rmatmul__": _rev(matmul),
-    "__neg__": neg, "__abs__": abs, "__getitem__": getitem, "__setitem__": setitem,
-    # comparisons and logic (bool results, no gradient)
-    "__eq__": eq, "__ne__": ne, "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
-    "__and__": logical_and, "__or__": logical_or, "__xor__": logical_xor,
-    "__invert__": logical_not,
-    # elementwise
-    "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "tanh": tanh, "sigmoid": sigmoid,
-    "relu": relu, "gelu": gelu, "erf": erf, "sign": sign, "clip": clip, "clamp": clip,
-    "maximum": maximum, "minimum": minimum, "pow": pow, "matmul": matmul,
-    # reductions
-    "sum": sum, "mean": mean, "max": max, "min": min, "var": var, "std": std,
-    "logsumexp": logsumexp, "argmax": argmax, "argmin": argmin, "any": any, "all": all,
-    "isfinite": isfinite,
-    # shape
-    "reshape": reshape, "view": reshape, "transpose": transpose, "permute": permute,
-    "swapaxes": swapaxes, "broadcast_to": broadcast_to, "expand": expand,
-    "squeeze": squeeze, "unsqueeze": unsqueeze, "flip": flip, "astype": astype,
-    "split": split,
-    # softmax
-    "softmax": softmax.softmax, "log_softmax": softmax.log_softmax,
-}
+for _info in _pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_") and _info.name not in _ALIASES:
+        register_family(_importlib.import_module(f"{__name__}.{_info.name}"))
 
-for _name, _fn in _METHODS.items():
-    setattr(Tensor, _name, _fn)
-
-Tensor.T = property(lambda self: transpose(self))
-Tensor.float = lambda self: astype(self, "float32")
-Tensor.double = lambda self: astype(self, "float64")
-Tensor.long = lambda self: astype(self, "int64")
-Tensor.bool = lambda self: astype(self, "bool")
-Tensor.mT = property(lambda self: swapaxes(self, -1, -2))
-
-__all__ = sorted(n for n in dir() if not n.startswith("_") and n != "annotations")  # re-exports above
+from . import fused  # noqa: E402,F401  (the old import path of the fused ops)
+from .index import setitem  # noqa: E402,F401  (kept for old imports; it is Tensor.__setitem__)

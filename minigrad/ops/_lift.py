@@ -87,3 +87,8 @@ def require_float(x: Tensor, op: str) -> None:
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: needs a floating-point tensor, got {x.dtype} "
                         "(cast with .astype(minigrad.float32))")
+
+
+def reflected(fn):
+    """``fn`` with its operands swapped: ``Tensor.__radd__`` is ``reflected(add)`` (2 + x)."""
+    return lambda self, other: fn(other, self)

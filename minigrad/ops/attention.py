@@ -10,6 +10,8 @@ from ..tensor import Tensor
 from .elementwise import where
 from .softmax import _softmax_last_backward_raw, _softmax_raw, softmax
 
+__all__: list[str] = []     # user-facing in minigrad.functional
+
 
 class Attention(Function):
     """out = P V,  P = softmax(Q Kᵀ · scale, masked),  for q (..., L, E), k (..., S, E),

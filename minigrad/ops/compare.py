@@ -106,3 +106,16 @@ def any(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
 
 def all(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
     return (x == 0).astype("int64").sum(axis=axis, keepdims=keepdims) == 0
+
+
+# --------------------------------------------------------------------------- exports
+
+__all__ = ["eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
+           "logical_not", "isfinite", "argmax", "argmin", "any", "all"]
+
+METHODS = {
+    "__eq__": eq, "__ne__": ne, "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
+    "__and__": logical_and, "__or__": logical_or, "__xor__": logical_xor,
+    "__invert__": logical_not,
+    "argmax": argmax, "argmin": argmin, "any": any, "all": all, "isfinite": isfinite,
+}

@@ -14,7 +14,7 @@ from .. import backend
 from ..autograd import Function
 from ..kernels import Elementwise
 from ..tensor import Tensor, get_default_dtype
-from ._lift import broadcast_shape, lift, match_float, require_float
+from ._lift import broadcast_shape, lift, match_float, reflected, require_float
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -443,3 +443,19 @@ def where(cond, a, b) -> Tensor:
         a, b = a.astype(dt), b.astype(dt)
     broadcast_shape("where", cond.shape, a.shape, b.shape)
     return Where.apply(cond, a, b)
+
+
+# --------------------------------------------------------------------------- exports
+
+__all__ = ["add", "sub", "mul", "truediv", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh",
+           "sigmoid", "relu", "gelu", "erf", "sign", "maximum", "minimum", "clip", "where"]
+
+METHODS = {
+    "__add__": add, "__radd__": reflected(add), "__sub__": sub, "__rsub__": reflected(sub),
+    "__mul__": mul, "__rmul__": reflected(mul), "__truediv__": truediv,
+    "__rtruediv__": reflected(truediv), "__pow__": pow, "__rpow__": reflected(pow),
+    "__neg__": neg, "__abs__": abs,
+    "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "tanh": tanh, "sigmoid": sigmoid,
+    "relu": relu, "gelu": gelu, "erf": erf, "sign": sign, "clip": clip, "clamp": clip,
+    "maximum": maximum, "minimum": minimum, "pow": pow,
+}

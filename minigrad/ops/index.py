@@ -126,3 +126,10 @@ def setitem(x: Tensor, index, value) -> None:
     idx, _ = _normalize_index(x, index)
     v = lift(value, x, "setitem")
     x.data[idx] = v.data
+
+
+# --------------------------------------------------------------------------- exports
+
+__all__ = ["getitem"]
+
+METHODS = {"__getitem__": getitem, "__setitem__": setitem}

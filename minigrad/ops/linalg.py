@@ -8,7 +8,7 @@ import math
 from .. import profile
 from ..autograd import Function
 from ..tensor import Tensor
-from ._lift import broadcast_shape, lift
+from ._lift import broadcast_shape, lift, reflected
 
 
 class MatMul(Function):
@@ -122,3 +122,10 @@ def _vjp_of(composite, inputs: tuple[Tensor, ...], g: Tensor) -> tuple[Tensor | 
     grads = iter(grad(composite(*inputs), wanted, grad_outputs=g, create_graph=True,
                       allow_unused=True))
     return tuple(next(grads) if t.requires_grad else None for t in inputs)
+
+
+# --------------------------------------------------------------------------- exports
+
+__all__ = ["matmul"]
+
+METHODS = {"__matmul__": matmul, "__rmatmul__": reflected(matmul), "matmul": matmul}

@@ -15,6 +15,8 @@ from ..autograd import Function
 from ..kernels import Elementwise, Reduction, will_launch
 from ..tensor import Tensor
 
+__all__: list[str] = []     # user-facing in minigrad.functional
+
 
 class LayerNorm(Function):
     """y = (x - μ) / √(σ² + ε) · w + b over the last ``k`` axes; σ² computed

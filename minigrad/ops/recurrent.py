@@ -16,6 +16,8 @@ from ..tensor import Tensor
 from .linalg import _vjp_of, linear_reference
 from .shape import concatenate, stack
 
+__all__: list[str] = []     # user-facing in minigrad.functional
+
 # --------------------------------------------------------------------------- the plain formulas
 
 def lstm_cell_reference(gates: Tensor, c: Tensor) -> Tensor:

@@ -118,3 +118,11 @@ def std(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
 def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     require_float(x, "logsumexp")
     return LogSumExp.apply(x, axes=normalize_axes(axis, x.ndim, "logsumexp"), keepdims=keepdims)
+
+
+# --------------------------------------------------------------------------- exports
+
+__all__ = ["sum", "mean", "max", "min", "var", "std", "logsumexp"]
+
+METHODS = {"sum": sum, "mean": mean, "max": max, "min": min, "var": var, "std": std,
+           "logsumexp": logsumexp}

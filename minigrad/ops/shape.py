@@ -287,3 +287,19 @@ def to_device(x: Tensor, dev) -> Tensor:
     if dev == x._device:
         return x
     return ToDevice.apply(x, dev)
+
+
+# --------------------------------------------------------------------------- exports
+
+__all__ = ["reshape", "transpose", "permute", "swapaxes", "broadcast_to", "expand", "squeeze",
+           "unsqueeze", "expand_dims", "concatenate", "cat", "stack", "split", "flip", "pad",
+           "astype"]
+
+METHODS = {
+    "reshape": reshape, "view": reshape, "transpose": transpose, "permute": permute,
+    "swapaxes": swapaxes, "broadcast_to": broadcast_to, "expand": expand,
+    "squeeze": squeeze, "unsqueeze": unsqueeze, "flip": flip, "astype": astype, "split": split,
+    "T": property(lambda self: transpose(self)), "mT": property(lambda self: swapaxes(self, -1, -2)),
+    "float": lambda self: astype(self, "float32"), "double": lambda self: astype(self, "float64"),
+    "long": lambda self: astype(self, "int64"), "bool": lambda self: astype(self, "bool"),
+}

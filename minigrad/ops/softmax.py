@@ -120,6 +120,11 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return LogSoftmax.apply(x, axis=normalize_axes(axis, x.ndim, "log_softmax"))
 
 
+__all__: list[str] = []     # user-facing in minigrad.functional (softmax, log_softmax, cross_entropy)
+
+METHODS = {"softmax": softmax, "log_softmax": log_softmax}
+
+
 # --------------------------------------------------------------------------- kernels and raw helpers
 
 # --- row kernels: softmax over the last axis in three launches on a GPU (max, Σ, normalise)
