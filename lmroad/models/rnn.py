@@ -143,33 +143,32 @@ class RNNLM(LanguageModel):
         return self.head(h), state                                     # (B, V)
 
 
+def _one_cell_init(cell_type: str, class_name: str):
+    """The constructor of an RNNLM whose cell is always ``cell_type`` (LSTMLM, GRULM): RNNLM's
+    own parameters, with ``cell`` defaulting to ``cell_type`` and refusing any other (it is
+    accepted at all because a saved config names its cell)."""
+    def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
+                 num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
+                 cell: str = cell_type, forget_bias: float = 0.0):
+        if cell != cell_type:
+            raise ValueError(f"{class_name}: cell is always {cell_type!r}, got {cell!r}; "
+                             "use RNNLM(cell=...)")
+        RNNLM.__init__(self, vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell,
+                       forget_bias)
+    return __init__
+
+
 class LSTMLM(RNNLM):
     """``RNNLM`` with LSTM cells."""
 
     config_defaults = {"cell": "lstm"}
-
     model_type = "lstm"
-
-    def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
-                 num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
-                 cell: str = "lstm", forget_bias: float = 0.0):
-        if cell != "lstm":
-            raise ValueError(f"LSTMLM: cell is always 'lstm', got {cell!r}; use RNNLM(cell=...)")
-        super().__init__(vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell,
-                         forget_bias)
+    __init__ = _one_cell_init("lstm", "LSTMLM")
 
 
 class GRULM(RNNLM):
     """``RNNLM`` with GRU cells."""
 
     config_defaults = {"cell": "gru"}
-
     model_type = "gru"
-
-    def __init__(self, vocab_size: int = 256, n_embd: int = 64, hidden_size: int = 128,
-                 num_layers: int = 1, dropout: float = 0.0, tie_weights: bool = False,
-                 cell: str = "gru", forget_bias: float = 0.0):
-        if cell != "gru":
-            raise ValueError(f"GRULM: cell is always 'gru', got {cell!r}; use RNNLM(cell=...)")
-        super().__init__(vocab_size, n_embd, hidden_size, num_layers, dropout, tie_weights, cell,
-                         forget_bias)
+    __init__ = _one_cell_init("gru", "GRULM")
