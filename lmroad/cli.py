@@ -73,45 +73,60 @@ def _float(text: str) -> float:
 
 # --------------------------------------------------------------------------- the parser
 
-# (flag, type, help) per group; "(default ...)" is added from TrainConfig
+# The flags of ``train``, a table per group: flag, kind, help (a line that does not start with
+# "--" goes on with the help above it). Kinds: pos (an int >= 1), count (an int >= 0), float,
+# str, device. "(default ...)" is added from TrainConfig.
 _TRAIN_FLAGS = {
-    "model": [
-        ("--n-layer", "pos", "transformer blocks"),
-        ("--n-head", "pos", "attention heads"),
-        ("--n-embd", "pos", "embedding width"),
-        ("--hidden-size", "pos", "recurrent state size"),
-        ("--num-layers", "pos", "stacked recurrent layers"),
-        ("--ngram-n", "pos", "n of the n-gram model"),
-        ("--dropout", "float", "dropout probability"),
-        ("--forget-bias", "float", "LSTM only: initial forget-gate bias (1.0 starts the gates open)"),
-    ],
-    "data": [
-        ("--corpus", "str", "corpus name: shakespeare or tiny"),
-        ("--data", "str", "a UTF-8 text file instead of --corpus (its last 10%% is validation)"),
-    ],
-    "optimisation": [
-        ("--device", "device", "cpu, cuda, cuda:N or fake"),
-        ("--max-iters", "count", "optimizer steps"),
-        ("--batch-size", "pos", "windows per batch"),
-        ("--block-size", "pos", "tokens per window"),
-        ("--lr", "float", "peak learning rate"),
-        ("--min-lr", "float", "learning rate at the end of the cosine"),
-        ("--warmup-iters", "count", "steps of linear warmup"),
-        ("--lr-decay-iters", "count", "the step where the cosine reaches --min-lr, constant after it "
-                                      "(None: --max-iters of a new run; a resumed run keeps its own)"),
-        ("--weight-decay", "float", "AdamW decay of the weight matrices"),
-        ("--beta1", "float", "AdamW beta1"),
-        ("--beta2", "float", "AdamW beta2"),
-        ("--grad-clip", "float", "max gradient norm, 0 = off"),
-        ("--seed", "count", "seed of the initial weights, dropout and batches"),
-    ],
-    "evaluation and output": [
-        ("--eval-interval", "pos", "steps between evaluations and checkpoints"),
-        ("--eval-iters", "count", "validation batches per evaluation, 0 = all"),
-        ("--log-interval", "pos", "steps between progress lines"),
-        ("--out", "str", "checkpoint folder (None: out/<model>)"),
-    ],
+    "model": """
+        --n-layer         pos     transformer blocks
+        --n-head          pos     attention heads
+        --n-embd          pos     embedding width
+        --hidden-size     pos     recurrent state size
+        --num-layers      pos     stacked recurrent layers
+        --ngram-n         pos     n of the n-gram model
+        --dropout         float   dropout probability
+        --forget-bias     float   LSTM only: initial forget-gate bias (1.0 starts the gates open)
+    """,
+    "data": """
+        --corpus          str     corpus name: shakespeare or tiny
+        --data            str     a UTF-8 text file instead of --corpus (its last 10%% is validation)
+    """,
+    "optimisation": """
+        --device          device  cpu, cuda, cuda:N or fake
+        --max-iters       count   optimizer steps
+        --batch-size      pos     windows per batch
+        --block-size      pos     tokens per window
+        --lr              float   peak learning rate
+        --min-lr          float   learning rate at the end of the cosine
+        --warmup-iters    count   steps of linear warmup
+        --lr-decay-iters  count   the step where the cosine reaches --min-lr, constant after it
+                                  (None: --max-iters of a new run; a resumed run keeps its own)
+        --weight-decay    float   AdamW decay of the weight matrices
+        --beta1           float   AdamW beta1
+        --beta2           float   AdamW beta2
+        --grad-clip       float   max gradient norm, 0 = off
+        --seed            count   seed of the initial weights, dropout and batches
+    """,
+    "evaluation and output": """
+        --eval-interval   pos     steps between evaluations and checkpoints
+        --eval-iters      count   validation batches per evaluation, 0 = all
+        --log-interval    pos     steps between progress lines
+        --out             str     checkpoint folder (None: out/<model>)
+    """,
 }
+
+
+def _flag_rows(table: str) -> list[tuple[str, str, str]]:
+    """(flag, kind, help) per flag of one of ``_TRAIN_FLAGS``' tables."""
+    rows: list[tuple[str, str, str]] = []
+    for line in filter(None, (raw.strip() for raw in table.splitlines())):
+        if line.startswith("--"):
+            flag, kind, text = line.split(None, 2)
+            rows.append((flag, kind, text))
+        else:                                       # the help of the row above, continued
+            flag, kind, text = rows[-1]
+            rows[-1] = (flag, kind, f"{text} {line}")
+    return rows
 
 
 def _add_train(sub) -> None:
@@ -130,7 +145,7 @@ def _add_train(sub) -> None:
         if title == "data":
             group.add_argument("--tokenizer", choices=("char", "word"),
                                help=f"(default {defaults.tokenizer})")
-        for flag, kind, text in flags:
+        for flag, kind, text in _flag_rows(flags):
             default = getattr(defaults, flag[2:].replace("-", "_"))
             metavar = {"pos": "N", "count": "N", "float": "X", "device": "DEVICE",
                        "str": {"--corpus": "NAME", "--out": "DIR"}.get(flag, "PATH")}[kind]
