@@ -15,16 +15,16 @@ reused tensors, and reduces broadcast gradients back to each input's shape
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import traceback
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .backend import xp_of
 from .errors import AnomalyError, DeviceError, GraphError
-
-if TYPE_CHECKING:
-    from .tensor import Tensor
+from .tensor import Tensor, tensor
 
 __all__ = ["Function", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
            "detect_anomaly", "grad", "backward", "unbroadcast"]
@@ -109,7 +109,6 @@ class detect_anomaly(contextlib.ContextDecorator):
 
 def _user_frame() -> str:
     """The innermost stack frame outside minigrad: where the user created an op."""
-    import os
     pkg = os.path.dirname(os.path.abspath(__file__))
     for fr in reversed(traceback.extract_stack()[:-1]):
         if not os.path.abspath(fr.filename).startswith(pkg):
@@ -118,22 +117,10 @@ def _user_frame() -> str:
 
 
 def _all_finite(a) -> bool:
-    from .backend import xp_of
     return bool(xp_of(a).isfinite(a).all())
 
 
 # --------------------------------------------------------------------------- Function
-
-_TENSOR: list = []
-
-
-def _tensor_cls():
-    """``Tensor``, imported on first use (tensor.py imports this module)."""
-    if not _TENSOR:
-        from .tensor import Tensor
-        _TENSOR.append(Tensor)
-    return _TENSOR[0]
-
 
 class Function:
     """An op in the graph. Subclasses define ``forward(*arrays)`` and
@@ -175,7 +162,7 @@ class Function:
             if t._device is not dev and t._device != dev:
                 raise DeviceError(f"{cls.name()}: tensors on different devices ({dev}, {t._device}); "
                                   "move one with .to()")
-        out = _tensor_cls()._make(fn.forward(*[t.data for t in inputs]), dev)
+        out = Tensor._make(fn.forward(*[t.data for t in inputs]), dev)
         if (fn.differentiable and _mode.grad_enabled and out.data.dtype.kind == "f"
                 and any(t._requires_grad for t in inputs)):
             out._requires_grad = True
@@ -339,7 +326,7 @@ def _as_tensors(raw, dev):
     """``backward_raw``'s raw arrays as Tensors on ``dev`` (None stays None)."""
     if raw is None:
         return None
-    make = _tensor_cls()._make
+    make = Tensor._make
     if isinstance(raw, (tuple, list)):
         return [None if a is None else make(a, dev) for a in raw]
     return make(raw, dev)
@@ -356,7 +343,7 @@ def _add(old: Tensor, new: Tensor, create_graph: bool) -> Tensor:
     """old + new: a graph node when building one, else plain array addition."""
     if create_graph:
         return old + new
-    return _tensor_cls()._make(old.data + new.data, old._device)
+    return Tensor._make(old.data + new.data, old._device)
 
 
 class _Accumulator:
@@ -389,7 +376,7 @@ class _Accumulator:
         old = self.grads.get(key)
         if key not in self.owned:
             data = t.xp.zeros(t.shape, dtype=t.dtype) if old is None else old.data.copy()
-            self.grads[key] = _tensor_cls()._make(data, t._device)
+            self.grads[key] = Tensor._make(data, t._device)
             self.owned.add(key)
         return self.grads[key]
 
@@ -399,7 +386,6 @@ class _Accumulator:
 
 
 def _check_outputs(outputs, grad_outputs, where: str):
-    from .tensor import Tensor
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     if grad_outputs is None:
         gos = [None] * len(outs)
@@ -424,7 +410,6 @@ def _check_outputs(outputs, grad_outputs, where: str):
             g = Tensor._make(o.xp.ones_like(o.data), o._device)
         else:
             if not isinstance(g, Tensor):
-                from .tensor import tensor
                 g = tensor(g, dtype=o.dtype, device=o.device)
             if g.shape != o.shape:
                 raise ValueError(f"{where}: gradient has shape {g.shape} but the output has shape "
@@ -454,7 +439,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
     >>> (g,) = mg.grad((x ** 3).sum(), x, create_graph=True)   # 3x^2
     >>> (h,) = mg.grad(g.sum(), x)                              # 6x
     """
-    from .tensor import Tensor
     single = isinstance(inputs, Tensor)
     ins = [inputs] if single else list(inputs)
     for t in ins:
@@ -472,3 +456,17 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
                              "outputs; pass allow_unused=True to get None for it")
         out.append(g)
     return tuple(out)
+
+
+def _tensor_backward(self: Tensor, gradient: Tensor | None = None, retain_graph: bool | None = None,
+                     create_graph: bool = False) -> None:
+    """Compute d(self)/d(leaf) for every leaf that requires grad, into ``leaf.grad``.
+
+    ``gradient`` is the upstream gradient (required unless self has one
+    element). The graph is freed afterwards unless ``retain_graph=True``;
+    ``create_graph=True`` records the backward pass for higher derivatives."""
+    backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+
+
+_tensor_backward.__name__ = _tensor_backward.__qualname__ = "backward"
+Tensor.backward = _tensor_backward     # tensor.py does not import this module: bound here

@@ -12,6 +12,7 @@ from .errors import DeviceError
 from .ops._lift import broadcast_shape, lift, require_float
 from .ops.attention import Attention
 from .ops.elementwise import gelu, relu, sigmoid, tanh, where
+from .ops.index import GetItem
 from .ops.linalg import Linear, linear_reference
 from .ops.norm import LayerNorm
 from .ops.recurrent import GRUCellUpdate, LSTMCellUpdate, LSTMSequence
@@ -119,7 +120,6 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
     bad = backend.first_out_of_range(i, 0, v)
     if bad is not None:
         raise IndexError(f"embedding: index {bad} is out of range for {v} embeddings (valid: 0 to {v - 1})")
-    from .ops.index import GetItem
     if input.device != weight.device:
         raise DeviceError(f"embedding: indices on {input.device}, weight on {weight.device}")
     return GetItem.apply(weight, index=(i,), advanced=True)

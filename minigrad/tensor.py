@@ -1,8 +1,10 @@
 """``Tensor``: one backend array, plus what autograd needs to know about it.
 
-Operator methods (``+``, ``@``, ``.sum()``, ``.reshape()``, ...) are bound in
-``minigrad/ops/__init__.py`` from one table, so this file stays about the
-tensor itself and the imports stay acyclic.
+This file imports only the backend (and the error classes). What needs more is
+bound onto ``Tensor`` by the modules that define it, so the imports form no
+circle: the operator methods (``+``, ``@``, ``.sum()``, ``.reshape()``,
+``.to()``, ...) by the op families (each file's ``METHODS``, gathered in
+``minigrad/ops/__init__.py``), and ``.backward()`` by ``minigrad/autograd.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd, backend
+from . import backend
 from .backend import Device
 from .errors import GraphError
 
@@ -140,14 +142,7 @@ class Tensor:
         return self
 
     # ----------------------------------------------------------------- autograd
-    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
-                 create_graph: bool = False) -> None:
-        """Compute d(self)/d(leaf) for every leaf that requires grad, into ``leaf.grad``.
-
-        ``gradient`` is the upstream gradient (required unless self has one
-        element). The graph is freed afterwards unless ``retain_graph=True``;
-        ``create_graph=True`` records the backward pass for higher derivatives."""
-        autograd.backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+    # backward(gradient=None, retain_graph=None, create_graph=False): minigrad/autograd.py
 
     def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned
@@ -184,22 +179,7 @@ class Tensor:
     def tolist(self):
         return self.numpy().tolist()
 
-    def to(self, device=None, dtype=None) -> Tensor:
-        """Move to ``device`` and/or cast to ``dtype``; differentiable, and a
-        no-op (the same tensor) when nothing changes."""
-        from .ops.shape import astype, to_device
-        out = self
-        if dtype is not None:
-            out = astype(out, dtype)
-        if device is not None:
-            out = to_device(out, backend.device(device))
-        return out
-
-    def cpu(self) -> Tensor:
-        return self.to("cpu")
-
-    def cuda(self, index: int = 0) -> Tensor:
-        return self.to(f"cuda:{index}")
+    # to(device=None, dtype=None), cpu(), cuda(): minigrad/ops/shape.py
 
     def __float__(self) -> float:
         return float(self.item())

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import backend
 from ..errors import DeviceError
-from ..tensor import Tensor, get_default_dtype
+from ..tensor import Tensor, get_default_dtype, tensor
 
 
 def lift(x, like: Tensor, op: str) -> Tensor:
@@ -36,7 +36,6 @@ def lift(x, like: Tensor, op: str) -> Tensor:
                               f"{like._device}; wrap it with minigrad.tensor(..., device=...)")
         return Tensor._make(x, like._device)
     if isinstance(x, (list, tuple)):
-        from ..tensor import tensor
         return tensor(x, device=like._device)
     raise TypeError(f"{op}: unsupported operand type {type(x).__name__}; expected a Tensor or a number")
 

@@ -14,6 +14,7 @@ from .. import backend
 from ..autograd import Function
 from ..errors import DeviceError, GraphError
 from ..tensor import Tensor
+from ._lift import lift
 
 
 def _is_int_array(i) -> bool:
@@ -119,7 +120,6 @@ def getitem(x: Tensor, index) -> Tensor:
 
 def setitem(x: Tensor, index, value) -> None:
     """In-place ``x[index] = value``, for tensors outside any graph (masks, buffers)."""
-    from ._lift import lift
     if x.requires_grad:
         raise GraphError("setitem: in-place assignment into a tensor that requires grad would "
                            "corrupt its gradient; build the result with where() or concatenate()")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from .. import profile
-from ..autograd import Function
+from ..autograd import Function, grad
 from ..tensor import Tensor
 from ._lift import broadcast_shape, lift, reflected
 
@@ -117,7 +117,6 @@ class Linear(Function):
 def _vjp_of(composite, inputs: tuple[Tensor, ...], g: Tensor) -> tuple[Tensor | None, ...]:
     """The gradients of ``composite(*inputs)`` built from differentiable ops: the
     higher-order path of a fused op whose first-order backward is on raw arrays."""
-    from ..autograd import grad
     wanted = [t for t in inputs if t.requires_grad]
     grads = iter(grad(composite(*inputs), wanted, grad_outputs=g, create_graph=True,
                       allow_unused=True))

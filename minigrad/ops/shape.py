@@ -289,6 +289,17 @@ def to_device(x: Tensor, dev) -> Tensor:
     return ToDevice.apply(x, dev)
 
 
+def to(x: Tensor, device=None, dtype=None) -> Tensor:
+    """``Tensor.to``: move to ``device`` and/or cast to ``dtype``; differentiable,
+    and a no-op (the same tensor) when nothing changes."""
+    out = x
+    if dtype is not None:
+        out = astype(out, dtype)
+    if device is not None:
+        out = to_device(out, backend.device(device))
+    return out
+
+
 # --------------------------------------------------------------------------- exports
 
 __all__ = ["reshape", "transpose", "permute", "swapaxes", "broadcast_to", "expand", "squeeze",
@@ -302,4 +313,6 @@ METHODS = {
     "T": property(lambda self: transpose(self)), "mT": property(lambda self: swapaxes(self, -1, -2)),
     "float": lambda self: astype(self, "float32"), "double": lambda self: astype(self, "float64"),
     "long": lambda self: astype(self, "int64"), "bool": lambda self: astype(self, "bool"),
+    "to": to, "cpu": lambda self: to(self, "cpu"),
+    "cuda": lambda self, index=0: to(self, f"cuda:{index}"),
 }
