@@ -5,7 +5,8 @@ inputs for it (``cases``: a hypothesis strategy of ``Case``), and what it
 computes, in plain NumPy (``ref``). The generic tests in
 ``test_ops_registry.py`` run every entry on every device: gradcheck,
 gradgradcheck, forward against ``ref``, float32 stays float32, strided
-inputs, empty inputs. A new op needs one entry here and nothing else.
+inputs, empty inputs. A new op is its family file under ``minigrad/ops/``
+(listed in that file's ``__all__``) plus one entry here, nothing else.
 
 A ``Case`` holds the positional arrays and the keyword arguments shared by
 ``fn`` and ``ref``. Float arrays become differentiable tensors; integer and
