@@ -434,6 +434,16 @@ def _choose(rep: Report, g: dict, setup: dict, quality_rows, pos: dict, grads: d
 
 # --------------------------------------------------------------------------- figures
 
+def _label(ax, xlabel: str, ylabel: str, title: str, legend: int = 8, xlog: bool = True) -> None:
+    """Axis labels with units, a title and a legend: every figure of the report has them."""
+    if xlog:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend)
+
+
 def _fig_quality(g, b, _):
     def draw(plt):
         fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -450,11 +460,8 @@ def _fig_quality(g, b, _):
         for n, r in sorted(g["ngram"].items()):
             ax.axhline(r["val_loss"], color="gray", linestyle=":", linewidth=1)
             ax.text(ax.get_xlim()[0], r["val_loss"], f" {n}-gram", fontsize=7, va="bottom", color="gray")
-        ax.set_xscale("log")
-        ax.set_xlabel("non-embedding parameters N")
-        ax.set_ylabel("validation loss (nats per character)")
-        ax.set_title("Quality against model size (same tokens per size)")
-        ax.legend(fontsize=8)
+        _label(ax, "non-embedding parameters N", "validation loss (nats per character)",
+               "Quality against model size (same tokens per size)")
     return draw
 
 
@@ -483,11 +490,8 @@ def _fig_frontier(g, b):
                     front.append(best)
                     xs.append(x)
                 ax.plot(xs, front, color=COLORS[a], linewidth=2, label=f"{a} frontier")
-        ax.set_xscale("log")
-        ax.set_xlabel("training FLOPs (3 × forward matrix-product FLOPs)")
-        ax.set_ylabel("validation loss (nats per character)")
-        ax.set_title("Compute frontier per architecture")
-        ax.legend(fontsize=8)
+        _label(ax, "training FLOPs (3 × forward matrix-product FLOPs)",
+               "validation loss (nats per character)", "Compute frontier per architecture")
     return draw
 
 
@@ -501,11 +505,8 @@ def _fig_positions(curves, carried):
         for k, c in carried.items():
             t, y = smooth(c)
             ax.plot(t, y, color=COLORS[k], linestyle="--", linewidth=1, label=f"{k}, carried state")
-        ax.set_xscale("log")
-        ax.set_xlabel("position t in the context (tokens seen)")
-        ax.set_ylabel("loss at position t (nats)")
-        ax.set_title("Loss against position in the context (means over log-spaced bins)")
-        ax.legend(fontsize=7)
+        _label(ax, "position t in the context (tokens seen)", "loss at position t (nats)",
+               "Loss against position in the context (means over log-spaced bins)", legend=7)
     return draw
 
 
@@ -515,10 +516,8 @@ def _fig_gradients(curves):
         for (model, stage), norms in curves.items():
             ax.semilogy(np.arange(len(norms)), np.maximum(norms, 1e-30), color=COLORS.get(model, "k"),
                         linestyle="--" if stage == "init" else "-", label=f"{model}, {stage}")
-        ax.set_xlabel("distance T − t (steps back from the loss)")
-        ax.set_ylabel("‖∂L_T / ∂h_t‖ (mean over windows and seeds)")
-        ax.set_title("Gradient flow through time")
-        ax.legend(fontsize=8)
+        _label(ax, "distance T − t (steps back from the loss)", "‖∂L_T / ∂h_t‖ (mean over windows and seeds)",
+               "Gradient flow through time", xlog=False)
     return draw
 
 
