@@ -82,13 +82,34 @@ def device(spec: str | Device | None) -> Device:
         return CPU
     d = Device(spec)
     if d.type == "cuda":
-        from .. import cuda
-        if not cuda.is_available():
+        ok, why, _ = cuda_probe()
+        if not ok:
             raise DeviceError(f"device {str(d)!r} requested but CUDA is not available "
-                              f"({cuda.unavailable_reason()}); use 'cpu', or, on a machine with an "
+                              f"({why}); use 'cpu', or, on a machine with an "
                               "NVIDIA GPU, install CuPy: pip install -e \".[cuda]\" in a checkout of "
                               "minigrad-lmroad (CUDA 13), or pip install cupy-cuda12x (CUDA 12)")
     return d
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_probe() -> tuple[bool, str, int]:
+    """(available, why not, device count), once per process: CuPy imports, sees a
+    device, and a tiny kernel gives the right answer (CuPy can import with a driver
+    that cannot run kernels). Never raises. ``minigrad.cuda.is_available`` reads it."""
+    try:
+        cupy = _cupy()
+    except Exception as e:  # ImportError, or a broken CUDA install
+        return False, f"CuPy is not importable: {type(e).__name__}: {e}", 0
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+        if n < 1:
+            return False, "no CUDA device found", 0
+        x = cupy.arange(4, dtype=cupy.float32)
+        if float((x * 2).sum()) != 12.0:
+            return False, "a test kernel returned a wrong result", 0
+        return True, "", n
+    except Exception as e:
+        return False, f"{type(e).__name__}: {e}", 0
 
 
 def _cupy():

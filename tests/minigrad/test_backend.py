@@ -160,14 +160,14 @@ def test_cuda_is_available_returns_a_bool():
 
 def test_cuda_probe_never_raises_when_cupy_is_broken(monkeypatch):
     from minigrad import cuda
-    cuda._probe.cache_clear()
+    backend.cuda_probe.cache_clear()
     monkeypatch.setitem(sys.modules, "cupy", None)   # makes `import cupy` raise ImportError
     try:
         assert cuda.is_available() is False
         assert cuda.device_count() == 0
         assert "CuPy is not importable" in cuda.unavailable_reason()
     finally:
-        cuda._probe.cache_clear()
+        backend.cuda_probe.cache_clear()
 
 
 # --------------------------------------------------------------------------- devices
@@ -211,8 +211,7 @@ def test_device_function_validates():
 def test_missing_cuda_names_the_right_install_command(monkeypatch):
     """The hint names this project's install (an editable install of minigrad-lmroad with its
     cuda extra, or CuPy itself), never ``minigrad[cuda]``: that is another project on PyPI."""
-    from minigrad import cuda
-    monkeypatch.setattr(cuda, "_probe", lambda: (False, "no CUDA device found", 0))
+    monkeypatch.setattr(backend, "cuda_probe", lambda: (False, "no CUDA device found", 0))
     backend.device.cache_clear()
     try:
         with pytest.raises(mg.DeviceError) as info:
