@@ -29,9 +29,13 @@ LOSS_EFFECT = 0.05      # nats: the smallest loss difference the road calls real
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (0 for a single value; NaN for none)."""
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not xs:
+    """Mean and standard error of the mean (0 for a single value; NaN for none).
+
+    ``None`` (not measured) is left out; a NaN (a diverged run) makes both NaN, so a
+    failed seed can never be dropped quietly from a mean, and ``compare`` calls
+    nothing a win that involves it."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs or any(math.isnan(x) for x in xs):
         return math.nan, math.nan
     m = sum(xs) / len(xs)
     if len(xs) == 1:

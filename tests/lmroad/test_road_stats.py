@@ -32,7 +32,9 @@ def test_mean_and_standard_error():
     assert m == 2.0 and se == pytest.approx(1.0 / math.sqrt(3))
     assert mean_se([5.0]) == (5.0, 0.0)
     assert all(math.isnan(x) for x in mean_se([]))
-    assert mean_se([1.0, None, float("nan"), 3.0]) == (2.0, 1.0)
+    assert mean_se([1.0, None, 3.0]) == (2.0, 1.0)                      # not measured: left out
+    assert all(math.isnan(x) for x in mean_se([1.0, float("nan"), 3.0]))   # diverged: never dropped
+    assert compare("a", [1.0, float("nan")], "b", [2.0, 2.1]).winner is None
 
 
 def test_a_clear_win_counts_and_names_the_winner():
