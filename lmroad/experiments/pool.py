@@ -30,6 +30,8 @@ import os
 import sys
 import time
 
+from lmroad.threads import set_threads
+
 from .common import fmt_seconds
 from .runs import Data, execute, spec_hash, spec_id
 
@@ -45,21 +47,13 @@ class Interrupted(Exception):
         self.done, self.total = done, total
 
 
-def _one_thread() -> None:
-    """One BLAS (and OpenMP) thread in this process, whatever NumPy was linked with."""
-    import threadpoolctl
-    global _LIMITS
-    _LIMITS = threadpoolctl.threadpool_limits(1)
-
-
 _DATA: Data | None = None
-_LIMITS = None
 
 
 def _init_worker(data: Data) -> None:
     global _DATA
     _DATA = data
-    _one_thread()
+    set_threads(1)
 
 
 def _work(spec: dict) -> dict:
@@ -151,7 +145,7 @@ def run_all(specs: list[dict], data: Data, out_dir: str, jobs: int = 1, quiet: b
 
     try:
         if in_process:
-            _one_thread()
+            set_threads(1)
             for s in todo:
                 bar.show([spec_id(s)])
                 finish(s, execute(s, data))

@@ -35,6 +35,7 @@ from lmroad.models.rnn import GRULM, LSTMLM, RNNLM
 from lmroad.models.transformer import TransformerLM
 from minigrad import optim
 
+from .common import run_steps
 from .flops import non_embedding_parameters
 
 __all__ = ["ARCHS", "RECURRENT", "build_model", "width_for", "train_lm", "TRANSFORMER_SHAPE"]
@@ -84,30 +85,29 @@ def train_lm(model, arch: str, train_ids: np.ndarray, *, tokens: int, batch_size
         offset = int(rng.integers(0, len(train_ids)))
         batcher = StreamBatcher(np.roll(train_ids, -offset), batch_size, n_ctx)
     state = None
-    marks = sorted({max(1, round(steps * (i + 1) / curve_points)) for i in range(curve_points)})
-    losses, curve = [], []
-    model.train()
-    for step in range(steps):
-        # the schedule: warmup, then cosine to zero at the last step
-        for g in opt.param_groups:
-            g["lr"] = optim.cosine_with_warmup(step, lr, warmup, steps, 0.0)
-        if arch in RECURRENT:
+
+    def loss_of_step(step: int):
+        nonlocal state
+        if arch in RECURRENT:            # the next window of every lane, the state carried in
             x, y, reset = batcher.next_batch()
             _, loss = model(x, y, state=None if reset else state)
             state = model.detach_state(model.last_state)
-        else:
-            x, y = random_windows(train_ids, batch_size, n_ctx, rng=rng)
-            _, loss = model(x, y)
-        opt.zero_grad()
-        loss.backward()
-        optim.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(float(loss.item()))
-        if evaluate is not None and step + 1 in marks:
-            curve.append(dict(step=step + 1, tokens=(step + 1) * batch_size * n_ctx,
+            return loss
+        x, y = random_windows(train_ids, batch_size, n_ctx, rng=rng)
+        return model(x, y)[1]
+
+    marks = sorted({max(1, round(steps * (i + 1) / curve_points)) for i in range(curve_points)})
+    curve = []
+
+    def after_step(done: int, losses: list[float]) -> None:
+        if evaluate is not None and done in marks:
+            curve.append(dict(step=done, tokens=done * batch_size * n_ctx,
                               train_loss=float(np.mean(losses[-max(1, steps // curve_points):])),
                               val_loss=float(evaluate(model))))
             model.train()
+
+    losses = run_steps(model, opt, steps=steps, warmup=warmup, loss_of_step=loss_of_step,
+                       after_step=after_step)
     tail = losses[-max(1, steps // 10):]
     return dict(steps=steps, warmup=warmup, tokens=steps * batch_size * n_ctx,
                 final_train_loss=float(np.mean(tail)), curve=curve,

@@ -36,7 +36,7 @@ from .flops import forward_flops_per_token, non_embedding_parameters, training_f
 from .gradient_flow import decay_summary, gradient_norms, recurrent_singular_value
 from .interpret import attention_maps, lstm_gates, mean_attention_distance
 from .long_range import recall_accuracy, recall_batch
-from .positions import carried_position_loss, eval_windows, per_position_loss, summarize
+from .positions import carried_position_loss, eval_windows, per_position_loss
 from .quality import RECURRENT, build_model, train_lm
 
 __all__ = ["Data", "execute", "spec_id", "spec_hash", "is_timing"]
@@ -114,7 +114,7 @@ def _ngram(spec: dict, data: Data) -> dict:
     curve = per_position_loss(lm, _windows(data, spec))
     sample, speed = _sample(lm, data, spec["sample_chars"], spec["seed"])
     return dict(entries=lm.num_entries(), val_loss=float(curve.mean()), position_loss=curve.tolist(),
-                positions=summarize(curve), fit_s=fit_s, sample=sample, sample_chars_per_s=speed)
+                fit_s=fit_s, sample=sample, sample_chars_per_s=speed)
 
 
 def _train(spec: dict, data: Data, evaluate=None):
@@ -157,8 +157,7 @@ def _lm(spec: dict, data: Data) -> dict:
     model, out = _train(spec, data, evaluate=lambda m: per_position_loss(m, curve_windows).mean())
     t0 = time.perf_counter()
     curve = per_position_loss(model, _windows(data, spec))
-    out.update(val_loss=float(curve.mean()), position_loss=curve.tolist(), positions=summarize(curve),
-               eval_s=time.perf_counter() - t0)
+    out.update(val_loss=float(curve.mean()), position_loss=curve.tolist(), eval_s=time.perf_counter() - t0)
     if recurrent:
         carried = carried_position_loss(model, data.val, spec["n_ctx"], spec["carried_lanes"],
                                         spec["carried_windows"])
