@@ -211,7 +211,39 @@ def sweep_extensions(budget: Budget, results: dict[str, dict]) -> dict[str, floa
     return out
 
 
+def phase_one(budget: Budget, seed: int, vocab: int, get, say=lambda m: None) -> tuple[list[dict], dict]:
+    """The n-grams and the learning-rate sweep, one step past the grid's edge where the best
+    is there; ``get(specs) -> {id: result}`` runs them (or loads them). Returns (specs, results)."""
+    specs = plan(budget, seed, vocab)
+    results = dict(get(specs))
+    while more := sweep_extensions(budget, results):
+        say("learning-rate sweep: best at the edge of the grid for " + ", ".join(more) + "; trying "
+            + ", ".join(f"{a} {lr:g}" for a, lr in more.items()))
+        extra = plan(budget, seed, vocab, extend=more)
+        specs += extra
+        results.update(get(extra))
+    return specs, results
+
+
 # --------------------------------------------------------------------------- the command
+
+class RoadError(ValueError):
+    """The road cannot run as asked (e.g. a text too short for the budget); the message says why."""
+
+
+def check_data(data: Data, budget: Budget) -> None:
+    """RoadError unless the text holds every window the budget reads: training lanes of
+    ``batch_size`` × (n_ctx + 1), tuning and validation windows of n_ctx + 1, and two
+    consecutive windows per carried-state lane."""
+    n = budget.n_ctx
+    need = {"training": (len(data.train), budget.batch_size * (n + 1)),
+            "tuning (the first tenth of the validation split)": (len(data.tune), n + 2),
+            "validation": (len(data.val), max(n + 2, budget.carried_lanes * (2 * n + 1)))}
+    short = [f"{part}: {have:,} tokens, needs {want:,}" for part, (have, want) in need.items() if have < want]
+    if short:
+        raise RoadError(f"the text is too short for --budget {budget.name} (context {n}, batch "
+                        f"{budget.batch_size}): " + "; ".join(short) + "; use a longer text or --quick")
+
 
 def load_data(corpus_name: str, data_path: str | None, budget: Budget) -> Data:
     corpus = load_corpus(data_path if data_path else corpus_name)
@@ -219,8 +251,10 @@ def load_data(corpus_name: str, data_path: str | None, budget: Budget) -> Data:
     train = corpus.train if budget.train_chars is None else corpus.train[:budget.train_chars]
     val = tok.encode(corpus.val)
     n_tune = max(len(val) // 10, budget.n_ctx + 2)            # tuning windows come from here only
-    return Data(train=tok.encode(train), tune=val[:n_tune], val=val[n_tune:], tokenizer=tok,
+    data = Data(train=tok.encode(train), tune=val[:n_tune], val=val[n_tune:], tokenizer=tok,
                 prompt=pick_line(corpus.val, 3, 12), line=pick_line(corpus.val, 24, min(48, budget.n_ctx)))
+    check_data(data, budget)
+    return data
 
 
 def run_road(budget: Budget, corpus_name: str, data_path: str | None, out_dir: str, seed: int,
@@ -233,17 +267,8 @@ def run_road(budget: Budget, corpus_name: str, data_path: str | None, out_dir: s
         f"{len(data.val):,} validation tokens, vocabulary {data.vocab_size}; {jobs} worker(s), "
         f"1 BLAS thread each; report -> {out_dir}")
     say("phase 1 of 2: n-gram models and the learning-rate sweep")
-    first = plan(budget, seed, data.vocab_size)
-    results = run_all(first, data, out_dir, jobs=jobs, quiet=quiet)
-    while True:                     # a best learning rate at the edge of the grid: look one step further
-        more = sweep_extensions(budget, results)
-        if not more:
-            break
-        say("learning-rate sweep: best at the edge of the grid for " + ", ".join(more) + "; trying "
-            + ", ".join(f"{a} {lr:g}" for a, lr in more.items()))
-        extra = [s for s in plan(budget, seed, data.vocab_size, extend=more)]
-        first += extra
-        results.update(run_all(extra, data, out_dir, jobs=jobs, quiet=quiet))
+    first, results = phase_one(budget, seed, data.vocab_size,
+                               lambda specs: run_all(specs, data, out_dir, jobs=jobs, quiet=quiet), say)
     lrs = best_lrs(results)
     say("learning rates chosen: " + ", ".join(f"{a} {lr:g}" for a, lr in lrs.items()))
     say("phase 2 of 2: every architecture at every size and seed, and the long-range tasks")
@@ -293,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0 (NumPy seeds its generators from it), got {args.seed}")
     if args.data is not None and not os.path.isfile(args.data):
         p.error(f"--data {args.data}: no such file")
     budget = QUICK if args.quick else BUDGETS[args.budget]
@@ -305,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"\nlmroad road: {e}", file=sys.stderr)
         return 130
-    except CorpusError as e:
+    except (CorpusError, RoadError) as e:
         if os.environ.get("LMROAD_DEBUG"):
             raise
         print(f"lmroad road: error: {e}", file=sys.stderr)

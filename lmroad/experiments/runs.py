@@ -44,7 +44,7 @@ __all__ = ["Data", "execute", "spec_id", "spec_hash", "is_timing"]
 
 def is_timing(key: str) -> bool:
     """Whether a result key is a timing (the only values that may differ between two runs)."""
-    return key.endswith("_s") or key in ("tps", "sps", "seconds", "wall")
+    return key.endswith("_s")
 
 
 @dataclass

@@ -33,11 +33,18 @@ TIMING_NOTE = ("*Timing columns (tokens/s, chars/s) measure this implementation 
 
 
 def _pm(values, spec=".3f", scale=1.0) -> str:
-    """'mean ± 2·se' of the values (one seed: just the value)."""
+    """'mean ± 2·se' of the values (one seed: just the value; a NaN among them: 'diverged')."""
+    if any(v is not None and math.isnan(v) for v in values):
+        return "diverged"
     m, se = mean_se([v * scale for v in values])
     if math.isnan(m):
         return "–"
     return f"{m:{spec}}" if len(values) < 2 else f"{m:{spec}} ± {2 * se:{spec}}"
+
+
+def _two_se(rs: list[dict], key: str) -> float | None:
+    """Twice the standard error over the runs' ``key`` (None for fewer than two runs)."""
+    return 2 * mean_se(_vals(rs, key))[1] if len(rs) > 1 else None
 
 
 def aggregate(runs: list[dict]) -> dict:
@@ -120,7 +127,7 @@ def _quality(rep: Report, g: dict, setup: dict) -> list[dict]:
         rows.append(dict(model=f"{n}-gram (Kneser-Ney)", arch="ngram", size=None, N=None,
                          entries=r["entries"], tokens=setup["train_tokens"], flops=None,
                          loss=_pm([r["val_loss"]]), bpc=r["val_loss"] / LN2, loss_mean=r["val_loss"],
-                         carried=None, tps=None, sps=r["sample_chars_per_s"]))
+                         carried=None, train_tokens_per_s=None, sample_chars_per_s=r["sample_chars_per_s"]))
     for a in ARCHS:
         for i in range(len(b["sizes"])):
             rs = g["lm"].get((a, i), [])
@@ -132,9 +139,12 @@ def _quality(rep: Report, g: dict, setup: dict) -> list[dict]:
                              flops=rs[0]["train_flops"], loss=_pm(losses), loss_mean=mean_se(losses)[0],
                              bpc=mean_se(losses)[0] / LN2,
                              carried=_pm(_vals(rs, "carried_loss")) if a in RECURRENT else None,
-                             tps=float(np.mean(_vals(rs, "train_tokens_per_s"))),
-                             sps=float(np.mean(_vals(rs, "sample_chars_per_s")))))
-    rep.csv("quality.csv", [{k: v for k, v in r.items()} for r in rows])
+                             train_tokens_per_s=float(np.mean(_vals(rs, "train_tokens_per_s"))),
+                             sample_chars_per_s=float(np.mean(_vals(rs, "sample_chars_per_s")))))
+    # the CSV holds numbers: the mean and its 2 se, not the table's "mean ± 2 se" text
+    rep.csv("quality.csv", [dict({k: v for k, v in r.items() if k not in ("loss", "carried")},
+                                 loss_2se=_two_se(g["lm"].get((r["arch"], r["size"]), []), "val_loss"))
+                            for r in rows])
     rep.add("## 2. Quality at matched compute and matched parameters",
             f"Each neural architecture at {len(b['sizes'])} sizes (non-embedding parameters N), "
             f"{b['seeds']} seeds each, every model of one size on the same number of training tokens. "
@@ -147,7 +157,8 @@ def _quality(rep: Report, g: dict, setup: dict) -> list[dict]:
                                   ("entries", "n-gram entries", ",d"), ("tokens", "training tokens", ",d"),
                                   ("flops", "training FLOPs", ".2e"), ("loss", "val loss (nats)", ""),
                                   ("bpc", "bits/char", ".3f"), ("carried", "carried-state loss", ""),
-                                  ("tps", "train tokens/s", ",.0f"), ("sps", "sampling chars/s", ",.0f")]),
+                                  ("train_tokens_per_s", "train tokens/s", ",.0f"),
+                                  ("sample_chars_per_s", "sampling chars/s", ",.0f")]),
             TIMING_NOTE,
             rep.figure("quality_params.png", _fig_quality(g, b, "N"),
                        "Validation loss against non-embedding parameters (error bars: 2 se over seeds; "
@@ -403,12 +414,14 @@ def _choose(rep: Report, g: dict, setup: dict, quality_rows, pos: dict, grads: d
                            why=", ".join(f"{a}: T = {s}" if s else f"{a}: none" for a, s in solved.items())))
     neural = [r for r in quality_rows if r["arch"] != "ngram" and r["size"] == largest]
     if neural:
-        fast = max(neural, key=lambda r: r["tps"])
-        samp = max(neural, key=lambda r: r["sps"])
+        fast = max(neural, key=lambda r: r["train_tokens_per_s"])
+        samp = max(neural, key=lambda r: r["sample_chars_per_s"])
         choose.append(dict(need="fast training on this implementation (timing, machine-dependent)",
-                           choose=fast["arch"], why=f"{fast['tps']:,.0f} tokens/s at the largest size"))
+                           choose=fast["arch"],
+                           why=f"{fast['train_tokens_per_s']:,.0f} tokens/s at the largest size"))
         choose.append(dict(need="fast sampling on this implementation (timing, machine-dependent)",
-                           choose=samp["arch"], why=f"{samp['sps']:,.0f} chars/s at the largest size"))
+                           choose=samp["arch"],
+                           why=f"{samp['sample_chars_per_s']:,.0f} chars/s at the largest size"))
     choose.append(dict(need="time series", choose="not measured",
                        why="the seed's advice (RNN/LSTM for time series) is not tested by the road"))
     rep.csv("how_to_choose.csv", [r for r in choose if "timing" not in r["need"]])

@@ -15,7 +15,7 @@ import pytest
 import minigrad as mg
 from lmroad.data import tiny_corpus
 from lmroad.experiments import pool as pool_mod
-from lmroad.experiments import road
+from lmroad.experiments import recheck, road
 from lmroad.experiments import runs as runs_mod
 from lmroad.experiments.flops import non_embedding_parameters
 from lmroad.experiments.gradient_flow import decay_summary, gradient_norms
@@ -277,3 +277,32 @@ def test_a_sweep_whose_best_is_at_the_edge_looks_one_step_further():
     assert "rnn" not in road.sweep_extensions(b, results(grid))
     grid["rnn"][0.3] = float("nan")                            # a diverged trial never wins
     assert road.best_lrs(results(grid))["rnn"] == 0.1
+
+
+def test_a_text_too_short_for_the_budget_is_a_clear_error(tmp_path, capsys):
+    data = tmp_path / "short.txt"
+    data.write_text(tiny_corpus(seed=1, n_chars=3_000).train, encoding="utf-8")
+    assert road.main(["--quick", "--data", str(data), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "lmroad road: error: the text is too short for --budget quick" in err
+    assert "validation:" in err and "needs" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "runs").exists()                   # nothing started
+
+
+def test_a_negative_seed_is_refused_by_name(capsys):
+    with pytest.raises(SystemExit) as e:
+        road.main(["--quick", "--seed", "-1"])
+    assert e.value.code == 2 and "--seed must be >= 0" in capsys.readouterr().err
+
+
+def test_recheck_recomputes_a_saved_run_and_notices_a_changed_value(quick_runs, tmp_path, capsys):
+    _, two, data = quick_runs
+    out = tmp_path / "copy"
+    shutil.copytree(two, out)
+    run = sorted((out / "runs").glob("copy-*.json"))[0]
+    args = [str(out), run.stem, "--budget", "quick", "--data", str(data), "--seed", "0"]
+    assert recheck.main(args) == 0 and "identical" in capsys.readouterr().out
+    saved = json.loads(run.read_text())
+    saved["result"]["final_eval_loss"] += 1e-12                       # one value, off by a rounding
+    run.write_text(json.dumps(saved))
+    assert recheck.main(args) == 1 and "final_eval_loss" in capsys.readouterr().out
