@@ -144,6 +144,15 @@ class Function:
 
     inputs: tuple[Tensor, ...]
     differentiable: bool = True   # False: comparisons, argmax, ... (output never requires grad)
+    # What backward reads, so that an in-place change to it in between is caught (version
+    # counters): ``saves`` lists the input indices (None: every input), ``saves_output``
+    # whether it reads ``self.output``. Declaring less than is read hides a wrong gradient;
+    # the default (everything) is always safe, at worst refusing a harmless change.
+    saves: tuple[int, ...] | None = None
+    saves_output: bool = True
+    # True for ops whose output shares memory with input 0 (basic slices, reshapes,
+    # transposes): the output shares its version counter, so writing into either is seen.
+    is_view: bool = False
     # Optional, first order only: ``backward_raw(g_array)`` -> raw arrays (see above).
     backward_raw = None
     # Optional, for ops whose gradient is sparse (slices, gathers) and whose first input is the
@@ -162,13 +171,19 @@ class Function:
             if t._device is not dev and t._device != dev:
                 raise DeviceError(f"{cls.name()}: tensors on different devices ({dev}, {t._device}); "
                                   "move one with .to()")
-        out = Tensor._make(fn.forward(*[t.data for t in inputs]), dev)
-        if (fn.differentiable and _mode.grad_enabled and out.data.dtype.kind == "f"
+        out = Tensor._make(fn.forward(*[t._data for t in inputs]), dev)
+        if fn.is_view:
+            out._version_cell = inputs[0]._version_cell
+        if (fn.differentiable and _mode.grad_enabled and out._data.dtype.kind == "f"
                 and any(t._requires_grad for t in inputs)):
             out._requires_grad = True
             fn.inputs = inputs
             fn._out = weakref.ref(out)
             fn._freed = False
+            saved = range(len(inputs)) if fn.saves is None else fn.saves
+            fn._versions = [(i, inputs[i]._version_cell[0]) for i in saved]
+            if fn.saves_output:
+                fn._versions.append((-1, out._version_cell[0]))
             out._ctx = fn
         if _mode.anomaly:
             fn._where = _user_frame()
@@ -279,6 +294,7 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
             fn = t._ctx
             if fn is None:
                 continue
+            _check_versions(fn, t)
             if not create_graph and fn.backward_into is not None and fn.inputs[0].requires_grad:
                 # sparse gradient (a slice or gather): add it into the input's buffer in place
                 fn.backward_into(g.data, acc.buffer(fn.inputs[0]).data)
@@ -291,6 +307,24 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
                 fn.__dict__ = {k: v for k, v in fn.__dict__.items()
                                if k in ("inputs", "_freed", "_out", "_where")}
     return result
+
+
+def _check_versions(fn: Function, out: Tensor) -> None:
+    """Refuse to run ``fn``'s backward if a tensor it saved was changed in place since
+    (PyTorch's version-counter check): its gradient would be silently wrong."""
+    for i, version in fn._versions:
+        t = out if i < 0 else fn.inputs[i]
+        now = t._version_cell[0]
+        if now != version:
+            what = "its output" if i < 0 else f"its input {i}"
+            where = getattr(fn, "_where", None)
+            raise GraphError(
+                f"{fn.name()}: one of the variables needed for gradient computation has been "
+                f"modified by an inplace operation: {what} (shape {t.shape}, {t.dtype}) was at "
+                f"version {version} when {fn.name()} used it and is at version {now} now. Change "
+                "it after backward(), or give the op a copy (x.clone()) to keep the original"
+                + (f"; {fn.name()} was created at\n{where}" if where else
+                   " (run under minigrad.detect_anomaly() to see where the op was created)"))
 
 
 def _backward_node(fn: Function, g: Tensor, acc: _Accumulator, create_graph: bool) -> None:

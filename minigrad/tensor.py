@@ -61,13 +61,13 @@ class Tensor:
     an op remembers that op in ``_ctx`` (None for leaves).
     """
 
-    __slots__ = ("data", "_requires_grad", "grad", "_ctx", "_hooks", "_retains_grad", "_device",
-                 "__weakref__")
+    __slots__ = ("_data", "_version_cell", "_requires_grad", "grad", "_ctx", "_hooks",
+                 "_retains_grad", "_device", "__weakref__")
     __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data: Any, dtype=None, device=None, requires_grad: bool = False):
         t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
-        self.data, self._device = t.data, t._device
+        self._data, self._device, self._version_cell = t._data, t._device, [0]
         self._requires_grad, self.grad, self._ctx = requires_grad, None, None
         self._hooks, self._retains_grad = [], False
 
@@ -77,10 +77,35 @@ class Tensor:
         t = object.__new__(cls)
         if isinstance(data, np.generic):   # NumPy gives 0-d results as scalars; hold an array
             data = np.asarray(data)
-        t.data, t._device = data, dev
+        t._data, t._device, t._version_cell = data, dev, [0]
         t._requires_grad, t.grad, t._ctx = requires_grad, None, None
         t._hooks, t._retains_grad = [], False
         return t
+
+    # ----------------------------------------------------------------- data and its version
+    @property
+    def data(self):
+        """The backend array. Assigning to ``.data`` (``t.data = a``, ``t.data -= a``)
+        counts as an in-place change (it bumps ``_version``); writing *into* the array
+        (``t.data[0] = 1``, NumPy ufuncs with ``out=``) is invisible to autograd, as
+        PyTorch's ``.data`` is: use ``t[0] = 1`` or the in-place methods instead."""
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data = value
+        self._version_cell[0] += 1
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor's memory has seen (PyTorch's
+        ``_version``). Views (``detach()``, basic slices, reshapes, transposes) share
+        the counter of the tensor they view. An op that saves a tensor for its backward
+        records the version, and backward refuses to run if it changed since."""
+        return self._version_cell[0]
+
+    def _bump_version(self) -> None:
+        self._version_cell[0] += 1
 
     # ----------------------------------------------------------------- attributes
     @property
@@ -159,8 +184,11 @@ class Tensor:
         self._retains_grad = True
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph (no copy)."""
-        return Tensor._make(self.data, self._device)
+        """The same data, cut from the graph (no copy; it shares the version counter,
+        so an in-place change through it is still caught by a graph that saved ``self``)."""
+        t = Tensor._make(self._data, self._device)
+        t._version_cell = self._version_cell
+        return t
 
     def zero_grad(self) -> None:
         self.grad = None

@@ -13,7 +13,7 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad: bool = True):
         t = data if isinstance(data, Tensor) else tensor(data)
-        self.data, self._device = t.data, t._device
+        self._data, self._device, self._version_cell = t._data, t._device, t._version_cell
         self._requires_grad, self.grad, self._ctx = False, None, None
         self._hooks, self._retains_grad = [], False
         self.requires_grad = requires_grad

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..errors import DeviceError
+from ..autograd import is_grad_enabled
+from ..errors import DeviceError, GraphError
 from ..tensor import Tensor, get_default_dtype, tensor
 
 
@@ -80,6 +81,28 @@ def normalize_axes(axis, ndim: int, op: str) -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis!r}")
     return tuple(sorted(out)) if ndim else ()
+
+
+def begin_inplace(x: Tensor, op: str) -> None:
+    """Refuse an in-place change that autograd could not follow, else count it.
+
+    In-place ops are not recorded in the graph, so they are refused on a tensor
+    made by a recorded op, and on a leaf that requires grad unless under
+    ``no_grad()`` (where optimizers and initialisers change weights). Every
+    change bumps the tensor's version, so a backward that saved it refuses to run."""
+    if x._ctx is not None:
+        raise GraphError(f"{op}: in-place change of a tensor computed by a recorded op "
+                         f"({x._ctx.name()}, shape {x.shape}) would corrupt its gradient; use the "
+                         "out-of-place form (e.g. where() or concatenate() instead of x[i] = v)")
+    if x._requires_grad and is_grad_enabled():
+        raise GraphError(f"{op}: in-place change of a leaf tensor that requires grad (shape "
+                         f"{x.shape}); do it under `with minigrad.no_grad():` (as an optimizer "
+                         "step does), or use the out-of-place form")
+    flags = getattr(x._data, "flags", None)
+    if flags is not None and not getattr(flags, "writeable", True):
+        raise ValueError(f"{op}: the tensor (shape {x.shape}) is a read-only view (of broadcast_to "
+                         "or expand, where elements share memory); change a .clone() of it instead")
+    x._bump_version()
 
 
 def require_float(x: Tensor, op: str) -> None:

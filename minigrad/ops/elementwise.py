@@ -32,6 +32,7 @@ def _binary(cls, a, b, name: str) -> Tensor:
 
 class Add(Function):
     op_name = "add"
+    saves, saves_output = (), False
 
     def forward(self, a, b):
         return a + b
@@ -42,6 +43,7 @@ class Add(Function):
 
 class Sub(Function):
     op_name = "sub"
+    saves, saves_output = (), False
 
     def forward(self, a, b):
         return a - b
@@ -52,6 +54,7 @@ class Sub(Function):
 
 class Mul(Function):
     op_name = "mul"
+    saves_output = False
 
     def forward(self, a, b):
         return a * b
@@ -63,6 +66,7 @@ class Mul(Function):
 
 class Div(Function):
     op_name = "truediv"
+    saves = (1,)
 
     def forward(self, a, b):
         return a / b
@@ -94,6 +98,7 @@ class Pow(Function):
 class Maximum(Function):
     """Elementwise max; at ties the gradient is split evenly (as PyTorch)."""
     op_name = "maximum"
+    saves_output = False
 
     def forward(self, a, b):
         return backend.xp_of(a).maximum(a, b)
@@ -106,6 +111,7 @@ class Maximum(Function):
 
 class Minimum(Function):
     op_name = "minimum"
+    saves_output = False
 
     def forward(self, a, b):
         return backend.xp_of(a).minimum(a, b)
@@ -154,6 +160,7 @@ def minimum(a, b) -> Tensor:
 
 class Neg(Function):
     op_name = "neg"
+    saves, saves_output = (), False
 
     def forward(self, x):
         return -x
@@ -164,6 +171,7 @@ class Neg(Function):
 
 class Exp(Function):
     op_name = "exp"
+    saves = ()
 
     def forward(self, x):
         return backend.xp_of(x).exp(x)
@@ -174,6 +182,7 @@ class Exp(Function):
 
 class Log(Function):
     op_name = "log"
+    saves_output = False
 
     def forward(self, x):
         return backend.xp_of(x).log(x)
@@ -184,6 +193,7 @@ class Log(Function):
 
 class Sqrt(Function):
     op_name = "sqrt"
+    saves = ()
 
     def forward(self, x):
         return backend.xp_of(x).sqrt(x)
@@ -194,6 +204,7 @@ class Sqrt(Function):
 
 class Abs(Function):
     op_name = "abs"
+    saves_output = False
 
     def forward(self, x):
         return backend.xp_of(x).abs(x)
@@ -204,6 +215,7 @@ class Abs(Function):
 
 class Tanh(Function):
     op_name = "tanh"
+    saves = ()
 
     def forward(self, x):
         return backend.xp_of(x).tanh(x)
@@ -216,6 +228,7 @@ class Tanh(Function):
 class Sigmoid(Function):
     """1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2 so no exp overflows."""
     op_name = "sigmoid"
+    saves = ()
 
     def forward(self, x):
         xp = backend.xp_of(x)
@@ -228,6 +241,7 @@ class Sigmoid(Function):
 
 class Relu(Function):
     op_name = "relu"
+    saves_output = False
 
     def forward(self, x):
         return backend.xp_of(x).maximum(x, 0)
@@ -238,6 +252,7 @@ class Relu(Function):
 
 class Erf(Function):
     op_name = "erf"
+    saves_output = False
 
     def forward(self, x):
         return backend.erf(x)
@@ -308,6 +323,7 @@ class Gelu(Function):
     """x Φ(x). ``approximate="tanh"``: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))) (GPT-2);
     ``"none"``: exact, Φ(x) = (1 + erf(x/√2)) / 2."""
     op_name = "gelu"
+    saves_output = False
 
     def forward(self, x):
         return (_GELU_TANH if self.approximate == "tanh" else _GELU_EXACT)(x)
@@ -330,6 +346,7 @@ class Gelu(Function):
 class Clip(Function):
     """Clamp to [lo, hi]; the gradient passes where lo <= x <= hi."""
     op_name = "clip"
+    saves_output = False
 
     def forward(self, x):
         return backend.xp_of(x).clip(x, self.lo, self.hi)
@@ -346,6 +363,8 @@ class Clip(Function):
 
 class Where(Function):
     op_name = "where"
+    saves = (0,)
+    saves_output = False
 
     def forward(self, cond, a, b):
         return backend.xp_of(a).where(cond, a, b)

@@ -12,9 +12,9 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function
-from ..errors import DeviceError, GraphError
+from ..errors import DeviceError
 from ..tensor import Tensor
-from ._lift import lift
+from ._lift import begin_inplace, lift
 
 
 def _is_int_array(i) -> bool:
@@ -23,6 +23,7 @@ def _is_int_array(i) -> bool:
 
 class GetItem(Function):
     op_name = "getitem"
+    saves, saves_output = (), False
 
     def forward(self, x):
         return x[self.index]
@@ -42,6 +43,7 @@ class GetItem(Function):
 class IndexAdd(Function):
     """zeros(shape) with ``g`` added at ``index``: the adjoint of ``x[index]``."""
     op_name = "index_add"
+    saves, saves_output = (), False
 
     def forward(self, g):
         out = backend.xp_of(g).zeros(self.shape, dtype=g.dtype)
@@ -65,7 +67,7 @@ def _normalize_index(x: Tensor, index) -> tuple[tuple, bool]:
         if isinstance(i, Tensor):
             if i._device != x._device:
                 raise DeviceError(f"getitem: index on {i._device} for a tensor on {x._device}")
-            i = i.data
+            i = i.data.copy()     # the backward reads it: a later x_index[...] = v must not change it
         elif isinstance(i, (list, np.ndarray)):
             i = xp.asarray(np.asarray(i))
         if backend.is_array(i):
@@ -113,19 +115,29 @@ def _normalize_index(x: Tensor, index) -> tuple[tuple, bool]:
 def getitem(x: Tensor, index) -> Tensor:
     idx, advanced = _normalize_index(x, index)
     try:
-        return GetItem.apply(x, index=idx, advanced=advanced)
+        return GetItem.apply(x, index=idx, advanced=advanced, is_view=not advanced)
     except (IndexError, ValueError) as e:
         raise IndexError(f"getitem: {e} (tensor of shape {x.shape})") from None
 
 
 def setitem(x: Tensor, index, value) -> None:
-    """In-place ``x[index] = value``, for tensors outside any graph (masks, buffers)."""
-    if x.requires_grad:
-        raise GraphError("setitem: in-place assignment into a tensor that requires grad would "
-                           "corrupt its gradient; build the result with where() or concatenate()")
+    """In-place ``x[index] = value``, for tensors outside any graph (masks, buffers, and
+    weights under ``no_grad()``); a graph that saved ``x`` then refuses its backward."""
     idx, _ = _normalize_index(x, index)
     v = lift(value, x, "setitem")
-    x.data[idx] = v.data
+    if v.dtype.kind == "f" and x.dtype.kind != "f":
+        raise TypeError(f"setitem: cannot write {v.dtype} values into a {x.dtype} tensor "
+                        "without losing the fraction; cast one of them with .astype()")
+    if v._device != x._device:
+        raise DeviceError(f"setitem: value on {v._device} for a tensor on {x._device}; move it "
+                          "with .to()")
+    begin_inplace(x, "setitem")
+    try:
+        x._data[idx] = v._data
+    except ValueError:
+        raise ValueError(f"setitem: a value of shape {v.shape} cannot be written into "
+                         f"x[{index!r}] of a tensor of shape {x.shape} (it must broadcast to "
+                         "the selection's shape)") from None
 
 
 # --------------------------------------------------------------------------- exports

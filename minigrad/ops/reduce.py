@@ -24,6 +24,7 @@ def _expand_back(g: Tensor, x_shape, axes, keepdims: bool) -> Tensor:
 
 class Sum(Function):
     op_name = "sum"
+    saves, saves_output = (), False
 
     def forward(self, x):
         return x.sum(axis=self.axes, keepdims=self.keepdims)

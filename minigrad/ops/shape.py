@@ -27,6 +27,7 @@ def _as_shape(shape, op: str) -> tuple[int, ...]:
 
 class Reshape(Function):
     op_name = "reshape"
+    saves, saves_output, is_view = (), False, True
 
     def forward(self, x):
         return x.reshape(self.shape)
@@ -37,6 +38,7 @@ class Reshape(Function):
 
 class Transpose(Function):
     op_name = "transpose"
+    saves, saves_output, is_view = (), False, True
 
     def forward(self, x):
         return x.transpose(self.axes)
@@ -47,6 +49,7 @@ class Transpose(Function):
 
 class BroadcastTo(Function):
     op_name = "broadcast_to"
+    saves, saves_output, is_view = (), False, True
 
     def forward(self, x):
         return backend.xp_of(x).broadcast_to(x, self.shape)
@@ -57,6 +60,7 @@ class BroadcastTo(Function):
 
 class Concatenate(Function):
     op_name = "concatenate"
+    saves, saves_output = (), False
 
     def forward(self, *xs):
         return backend.xp_of(xs[0]).concatenate(xs, axis=self.axis)
@@ -73,6 +77,7 @@ class Concatenate(Function):
 
 class Flip(Function):
     op_name = "flip"
+    saves, saves_output, is_view = (), False, True
 
     def forward(self, x):
         return backend.xp_of(x).flip(x, axis=self.axes)
@@ -84,6 +89,7 @@ class Flip(Function):
 class Pad(Function):
     """Constant padding, NumPy's ``pad_width`` = ((before, after), ...) per axis."""
     op_name = "pad"
+    saves, saves_output = (), False
 
     def forward(self, x):
         return backend.xp_of(x).pad(x, self.pad_width, mode="constant", constant_values=self.value)
@@ -95,6 +101,7 @@ class Pad(Function):
 
 class AsType(Function):
     op_name = "astype"
+    saves, saves_output = (), False
 
     def forward(self, x):
         return x.astype(self.dtype)
@@ -103,8 +110,21 @@ class AsType(Function):
         return g.astype(self.inputs[0].dtype)
 
 
+class Clone(Function):
+    """A copy with its own memory (and version counter); the gradient passes through."""
+    op_name = "clone"
+    saves, saves_output = (), False
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return g
+
+
 class ToDevice(Function):
     op_name = "to"
+    saves, saves_output = (), False
 
     def forward(self, x):
         return backend.to_device(x, self.dev)
@@ -118,7 +138,7 @@ class ToDevice(Function):
         out = Tensor._make(fn.forward(x.data), dev)
         if x.requires_grad and is_grad_enabled():
             out._requires_grad = True
-            fn.inputs, fn._out, fn._freed = (x,), weakref.ref(out), False
+            fn.inputs, fn._out, fn._freed, fn._versions = (x,), weakref.ref(out), False, []
             out._ctx = fn
         return out
 
@@ -283,6 +303,10 @@ def astype(x: Tensor, dtype) -> Tensor:
     return AsType.apply(x, dtype=dt)
 
 
+def clone(x: Tensor) -> Tensor:
+    return Clone.apply(x)
+
+
 def to_device(x: Tensor, dev) -> Tensor:
     if dev == x._device:
         return x
@@ -304,12 +328,13 @@ def to(x: Tensor, device=None, dtype=None) -> Tensor:
 
 __all__ = ["reshape", "transpose", "permute", "swapaxes", "broadcast_to", "expand", "squeeze",
            "unsqueeze", "expand_dims", "concatenate", "cat", "stack", "split", "flip", "pad",
-           "astype"]
+           "astype", "clone"]
 
 METHODS = {
     "reshape": reshape, "view": reshape, "transpose": transpose, "permute": permute,
     "swapaxes": swapaxes, "broadcast_to": broadcast_to, "expand": expand,
     "squeeze": squeeze, "unsqueeze": unsqueeze, "flip": flip, "astype": astype, "split": split,
+    "clone": clone,
     "T": property(lambda self: transpose(self)), "mT": property(lambda self: swapaxes(self, -1, -2)),
     "float": lambda self: astype(self, "float32"), "double": lambda self: astype(self, "float64"),
     "long": lambda self: astype(self, "int64"), "bool": lambda self: astype(self, "bool"),

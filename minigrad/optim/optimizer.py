@@ -12,6 +12,9 @@ loading) lives here, as in PyTorch's ``torch.optim.Optimizer``:
 Update rules never mutate a gradient array (the engine lets one gradient
 array be shared by several parameters, e.g. both inputs of an ``add``), and
 never read a device value on the host, so ``step()`` does not synchronise.
+``step()`` bumps each updated parameter's version: a graph built before the
+step (and not yet backpropagated) then refuses its backward, instead of
+computing gradients from weights that are no longer there.
 Hyperparameters are turned into Python floats before use: NumPy (>= 2, and
 1.x for scalars) and CuPy treat Python scalars as "weak", so a float32
 parameter stays float32.
@@ -127,6 +130,7 @@ class Optimizer:
                 if g.dtype != p.data.dtype:
                     g = g.astype(p.data.dtype)
                 self._update(p, g, self.state.setdefault(p, {}), hyper)
+                p._bump_version()   # a graph that saved p refuses its backward from now on
         return loss
 
     def _update(self, p: Tensor, g, state: dict[str, Any], group: dict[str, Any]) -> None:
