@@ -171,6 +171,8 @@ class Function:
             if t._device is not dev and t._device != dev:
                 raise DeviceError(f"{cls.name()}: tensors on different devices ({dev}, {t._device}); "
                                   "move one with .to()")
+        if len(inputs) > 1:
+            inputs = _promote_floats(inputs)
         out = Tensor._make(fn.forward(*[t._data for t in inputs]), dev)
         if fn.is_view:
             out._version_cell = inputs[0]._version_cell
@@ -211,6 +213,27 @@ class Function:
 
 
 # --------------------------------------------------------------------------- helpers
+
+def _promote_floats(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The promotion rule, one for every op: float inputs of different dtypes are cast
+    to the widest (NumPy's rule: float16 < float32 < float64) by a recorded ``astype``,
+    whose backward casts the gradient back, so each input gets a gradient of its own
+    dtype. Integer and bool inputs (indices, targets, masks) are left as they are."""
+    first = None
+    for t in inputs:
+        dt = t._data.dtype
+        if dt.kind == "f":
+            if first is None:
+                first = dt
+            elif dt != first:
+                break
+    else:
+        return inputs
+    target = max((t._data.dtype for t in inputs if t._data.dtype.kind == "f"),
+                 key=lambda d: d.itemsize)
+    return tuple(t.astype(target) if t._data.dtype.kind == "f" and t._data.dtype != target else t
+                 for t in inputs)
+
 
 def unbroadcast(g: Tensor, shape: tuple[int, ...], op: str) -> Tensor:
     """Sum a broadcast gradient back down to ``shape`` (the one shared helper)."""
@@ -352,6 +375,8 @@ def _backward_node(fn: Function, g: Tensor, acc: _Accumulator, create_graph: boo
         if pg is None or not p.requires_grad:
             continue
         pg = unbroadcast(pg, p.shape, fn.name())
+        if pg.dtype != p.dtype:     # never a gradient of another dtype than its tensor's
+            pg = pg.astype(p.dtype)
         _check_anomaly(fn, pg, p)
         acc.add(p, pg)
 
@@ -450,6 +475,11 @@ def _check_outputs(outputs, grad_outputs, where: str):
                                  f"{o.shape}")
             if g._device != o._device:
                 raise DeviceError(f"{where}: gradient on {g._device} but the output on {o._device}")
+            if g.dtype != o.dtype:
+                if g.dtype.kind != "f":
+                    raise TypeError(f"{where}: gradient of dtype {g.dtype} for a {o.dtype} output; "
+                                    "give a floating-point gradient")
+                g = g.astype(o.dtype)
         final.append((o, g))
     return [o for o, _ in final], [g for _, g in final]
 

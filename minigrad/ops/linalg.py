@@ -8,7 +8,7 @@ import math
 from .. import profile
 from ..autograd import Function, grad
 from ..tensor import Tensor
-from ._lift import broadcast_shape, lift, reflected
+from ._lift import broadcast_shape, lift, match_float, reflected
 
 
 class MatMul(Function):
@@ -68,9 +68,7 @@ def matmul(a, b) -> Tensor:
         except ValueError:
             raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be "
                              "broadcast together") from None
-    if a.dtype != b.dtype and "f" in (a.dtype.kind, b.dtype.kind):   # NumPy would promote silently
-        raise TypeError(f"matmul: dtypes differ ({a.dtype}, {b.dtype}); cast one with .astype()")
-    return MatMul.apply(a, b)
+    return MatMul.apply(*match_float(a, b))      # float dtypes promote in Function.apply
 
 
 def linear_reference(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
