@@ -60,8 +60,8 @@ def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
                          f"{1 if input.ndim > 1 else 0}) needs target of shape {expected}, got {got}")
     _check_targets(target, input, c, ignore_index, "cross_entropy")
     x = input
-    if input.ndim > 2:                      # (N, C, d...) -> (N·d..., C)
-        x = input.swapaxes(1, -1).reshape((-1, c))
+    if input.ndim > 2:   # (N, C, d1, ...) -> (N, d1, ..., C) -> (N·d1·..., C): the target's order
+        x = input.transpose((0,) + tuple(range(2, input.ndim)) + (1,)).reshape((-1, c))
     elif input.ndim == 1:
         x = input.reshape((1, c))
     out = CrossEntropy.apply(x, target=target.data.reshape(-1), ignore_index=ignore_index,
