@@ -1,4 +1,4 @@
-"""Making tensors: zeros, ones, full, arange, eye, random draws, and *_like."""
+"""Making tensors: zeros, ones, full, arange, linspace, eye, random draws, and *_like."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 from . import backend
 from .tensor import Tensor, _check_dtype, get_default_dtype
 
-__all__ = ["zeros", "ones", "full", "arange", "eye", "randn", "rand", "randint", "zeros_like",
-           "ones_like", "full_like", "empty"]
+__all__ = ["zeros", "ones", "full", "arange", "linspace", "eye", "randn", "rand", "randint",
+           "zeros_like", "ones_like", "full_like", "empty"]
 
 
 def _shape(shape, op: str) -> tuple[int, ...]:
@@ -69,6 +69,29 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad: boo
         dtype = "int64" if ints else get_default_dtype()
     dev = backend.device(device)
     t = Tensor._make(backend.xp_for(dev).arange(start, stop, step, dtype=_check_dtype(dtype, "arange")), dev)
+    if requires_grad:
+        t.requires_grad = True
+    return t
+
+
+def linspace(start, stop, num: int = 50, endpoint: bool = True, dtype=None, device=None,
+             requires_grad: bool = False) -> Tensor:
+    """``num`` evenly spaced numbers from ``start`` to ``stop`` (included unless
+    ``endpoint=False``), as ``numpy.linspace`` (PyTorch's ``linspace(start, end, steps)``
+    always includes the end); the default float dtype unless ``dtype`` is given."""
+    for name, v in (("start", start), ("stop", stop)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"linspace: {name} must be a number, got {v!r}")
+        if not np.isfinite(v):
+            raise ValueError(f"linspace: {name} must be finite, got {v}")
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)):
+        raise TypeError(f"linspace: num must be an int, got {num!r}")
+    if num < 0:
+        raise ValueError(f"linspace: num must be >= 0, got {num}")
+    dev = backend.device(device)
+    dt = _check_dtype(dtype, "linspace") if dtype is not None else get_default_dtype()
+    arr = backend.xp_for(dev).linspace(start, stop, int(num), endpoint=bool(endpoint), dtype=dt)
+    t = Tensor._make(arr, dev)
     if requires_grad:
         t.requires_grad = True
     return t

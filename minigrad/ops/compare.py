@@ -77,6 +77,30 @@ def isfinite(x: Tensor) -> Tensor:
     return IsFinite.apply(x)
 
 
+class IsNan(_NoGrad):
+    op_name = "isnan"
+
+    def forward(self, x):
+        return backend.xp_of(x).isnan(x)
+
+
+class IsInf(_NoGrad):
+    op_name = "isinf"
+
+    def forward(self, x):
+        return backend.xp_of(x).isinf(x)
+
+
+def isnan(x: Tensor) -> Tensor:
+    """Elementwise ``x != x`` (NaN) as a bool tensor (no gradient)."""
+    return IsNan.apply(x)
+
+
+def isinf(x: Tensor) -> Tensor:
+    """Elementwise ``|x| == inf`` as a bool tensor (no gradient)."""
+    return IsInf.apply(x)
+
+
 class ArgMax(_NoGrad):
     op_name = "argmax"
 
@@ -111,11 +135,12 @@ def all(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
 # --------------------------------------------------------------------------- exports
 
 __all__ = ["eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
-           "logical_not", "isfinite", "argmax", "argmin", "any", "all"]
+           "logical_not", "isfinite", "isnan", "isinf", "argmax", "argmin", "any", "all"]
 
 METHODS = {
     "__eq__": eq, "__ne__": ne, "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
     "__and__": logical_and, "__or__": logical_or, "__xor__": logical_xor,
     "__invert__": logical_not,
     "argmax": argmax, "argmin": argmin, "any": any, "all": all, "isfinite": isfinite,
+    "isnan": isnan, "isinf": isinf,
 }

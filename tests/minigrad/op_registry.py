@@ -743,3 +743,264 @@ def _ref_mse(x, t, reduction):
 
 
 register("mse_loss", F.mse_loss, _mse_cases, _ref_mse)
+
+
+# =========================================================================== added ops (issue 10, 5)
+# Pointwise math, running sums and products, sorting, gathers, layout, einsum, activations and
+# losses. Ops whose results are integers or bools (argsort, one_hot, isnan, isinf) are covered
+# through a float use of their result; tests/minigrad/test_new_ops.py checks them directly.
+
+
+def _sampled_arrays(shape, values):
+    """float64 arrays of ``shape`` whose elements are drawn from ``values``."""
+    n = math.prod(shape)
+    return st.lists(st.sampled_from(values), min_size=n, max_size=n).map(
+        lambda v: np.array(v, dtype=np.float64).reshape(shape))
+
+
+_INTEGERS = tuple(float(k) for k in range(-2, 3))          # the jumps of floor and ceil in [-2, 2]
+_HALVES = tuple(k + 0.5 for k in range(-3, 3))             # the jumps of round
+_TENTHS_HALVES = tuple(round(k / 10 + 0.05, 2) for k in range(-21, 21))   # round(x, 1)'s jumps
+
+register("sin", mg.sin, unary(-3.0, 3.0), np.sin, empty_ok=True)
+register("cos", mg.cos, unary(-3.0, 3.0), np.cos, empty_ok=True)
+register("log2", mg.log2, unary(0.2, 3.0), np.log2, empty_ok=True)
+register("exp2", mg.exp2, unary(), np.exp2, empty_ok=True)
+register("floor", mg.floor, unary(avoid=_INTEGERS), np.floor, empty_ok=True)
+register("ceil", mg.ceil, unary(avoid=_INTEGERS), np.ceil, empty_ok=True)
+register("round", mg.round, unary(avoid=_HALVES), np.round, empty_ok=True)
+
+
+@st.composite
+def _round_decimals_cases(draw, min_side):
+    x = draw(shapes(min_side=min_side).flatmap(lambda s: arrays(s, avoid=_TENTHS_HALVES, margin=0.02)))
+    return Case((x,), {"decimals": draw(st.sampled_from([1, -1]))})
+
+
+register("round[decimals]", mg.round, _round_decimals_cases, np.round, covers=())
+
+
+# Divisors ±1/2, ±1, ±2 and dividends k/2 + 1/4 + [0, 0.1] keep a/b at least 0.075 from an
+# integer: floordiv and mod never meet a jump, whatever the broadcasting.
+def _divisors(shape):
+    return _sampled_arrays(shape, (-2.0, -1.0, -0.5, 0.5, 1.0, 2.0))
+
+
+register("floordiv", mg.floordiv, binary(_lattice_b, _divisors), np.floor_divide, empty_ok=True)
+register("mod", mg.mod, binary(_lattice_b, _divisors), np.mod, empty_ok=True)
+register("operators[// %]", lambda a, b: a // b + (a % b) * 2.0 - 1.25 // b + 1.25 % b + a % 2.0,
+         binary(_lattice_b, _divisors),
+         lambda a, b: a // b + (a % b) * 2.0 - 1.25 // b + 1.25 % b + a % 2.0, covers=())
+
+
+@st.composite
+def _cumsum_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side))
+    axis = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1))) if shape else None
+    return Case((draw(arrays(shape)),), {"axis": axis})
+
+
+def _with_zeros(shape):
+    """arrays with about one element in five exactly 0 (where prod's gradient is subtle)."""
+    n = math.prod(shape)
+    return st.tuples(arrays(shape), st.lists(st.integers(0, 4), min_size=n, max_size=n)).map(
+        lambda az: np.where(np.array(az[1], dtype=np.int64).reshape(shape) == 0, 0.0, az[0]))
+
+
+register("cumsum", mg.cumsum, _cumsum_cases, np.cumsum, empty_ok=True)
+register("prod", mg.prod, reduction(_with_zeros, min_count=0), np.prod, empty_ok=True)
+
+
+@st.composite
+def _sort_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    axis = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1)))
+    return Case((draw(distinct_arrays(shape)),), {"axis": axis, "descending": draw(st.booleans())})
+
+
+def _ref_sort(x, axis, descending):
+    out = np.sort(x, axis=axis)
+    return np.flip(out, axis=-1 if axis is None else axis) if descending else out
+
+
+@st.composite
+def _topk_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    return Case((draw(distinct_arrays(shape)),), {"k": draw(st.integers(0, shape[axis])), "axis": axis,
+                                                  "largest": draw(st.booleans())})
+
+
+def _ref_topk(x, k, axis, largest):
+    s = np.sort(x, axis=axis)
+    return np.take(np.flip(s, axis=axis) if largest else s, np.arange(k), axis=axis)
+
+
+register("sort", mg.sort, _sort_cases, _ref_sort, empty_ok=True)
+register("argsort", lambda x, axis, descending: mg.take_along_axis(x, mg.argsort(x, axis, descending), axis),
+         _sort_cases, _ref_sort, covers=("argsort",), empty_ok=True)
+register("topk", lambda x, k, axis, largest: mg.topk(x, k, axis, largest)[0], _topk_cases, _ref_topk,
+         empty_ok=True)
+
+
+def _int_array(draw, shape, low: int, high: int) -> np.ndarray:
+    """int64 array of ``shape`` with values in [low, high) (empty when high <= low)."""
+    n = math.prod(shape)
+    if high <= low:
+        assume(n == 0)
+        return np.zeros(shape, dtype=np.int64)
+    return np.array(draw(st.lists(st.integers(low, high - 1), min_size=n, max_size=n)),
+                    dtype=np.int64).reshape(shape)
+
+
+@st.composite
+def _take_along_axis_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    if draw(st.integers(0, 4)) == 0:            # axis=None: x flattened, indices 1-D
+        n = math.prod(shape)
+        idx = _int_array(draw, (draw(st.integers(0, 5)) if n else 0,), -n, n)
+        return Case((draw(arrays(shape)), idx), {"axis": None})
+    nd = len(shape)
+    axis = draw(st.integers(-nd, nd - 1))
+    n = shape[axis]
+    # other dims: x's size, or 1 (broadcast against x); the axis itself: any length (0 if x's is)
+    ishape = [1 if draw(st.booleans()) and draw(st.booleans()) else s for s in shape]
+    ishape[axis] = draw(st.integers(min_side, 4)) if n else 0
+    return Case((draw(arrays(shape)), _int_array(draw, tuple(ishape), -n, n)), {"axis": axis})
+
+
+@st.composite
+def _gather_cases(draw, min_side):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    nd = len(shape)
+    dim = draw(st.integers(-nd, nd - 1))
+    ishape = [draw(st.integers(min(min_side, s), s)) for s in shape]     # no longer than x's
+    ishape[dim] = draw(st.integers(min_side, 4)) if shape[dim] else 0
+    return Case((draw(arrays(shape)), _int_array(draw, tuple(ishape), 0, shape[dim])), {"dim": dim})
+
+
+def _ref_gather(x, idx, dim):
+    d = dim % x.ndim
+    trimmed = x[tuple(slice(None) if e == d else slice(0, n) for e, n in enumerate(idx.shape))]
+    return np.take_along_axis(trimmed, idx, d)
+
+
+@st.composite
+def _one_hot_cases(draw, min_side):
+    c = draw(st.integers(1, 4))
+    ishape = draw(shapes(max_dims=2, min_side=min_side, max_size=6))
+    return Case((draw(arrays((c,))), _int_array(draw, ishape, 0, c)), {"num_classes": c})
+
+
+register("take_along_axis", mg.take_along_axis, _take_along_axis_cases, np.take_along_axis,
+         empty_ok=True)
+register("gather", lambda x, idx, dim: mg.gather(x, dim, idx), _gather_cases, _ref_gather, empty_ok=True)
+register("one_hot", lambda w, idx, num_classes: (mg.one_hot(idx, num_classes).astype(w.dtype) * w).sum(-1),
+         _one_hot_cases, lambda w, idx, num_classes: w[idx], empty_ok=True)
+
+
+@st.composite
+def _triangle_cases(draw, min_side):
+    return Case((draw(shapes(min_dims=2, min_side=min_side).flatmap(arrays)),),
+                {"k": draw(st.integers(-2, 2))})
+
+
+@st.composite
+def _flatten_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side))
+    nd = max(len(shape), 1)
+    start, end = draw(st.integers(-nd, nd - 1)), draw(st.integers(-nd, nd - 1))
+    assume(start % nd <= end % nd)
+    return Case((draw(arrays(shape)),), {"start_dim": start, "end_dim": end})
+
+
+def _ref_flatten(x, start_dim, end_dim):
+    if x.ndim == 0:
+        return x.reshape(1)
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
+
+
+@st.composite
+def _repeat_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side, max_size=8))
+    axis = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1))) if shape else None
+    n = math.prod(shape) if axis is None else shape[axis]
+    repeats = draw(st.one_of(st.integers(0, 3), st.lists(st.integers(0, 3), min_size=n, max_size=n)))
+    return Case((draw(arrays(shape)),), {"repeats": repeats, "axis": axis})
+
+
+@st.composite
+def _tile_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side, max_size=8))
+    reps = draw(st.one_of(st.integers(0, 3), st.lists(st.integers(0, 3), max_size=4).map(tuple)))
+    assume(np.tile(np.zeros(shape), reps).size <= 48)
+    return Case((draw(arrays(shape)),), {"reps": reps})
+
+
+@st.composite
+def _roll_cases(draw, min_side):
+    shape = draw(shapes(min_side=min_side))
+    nd = len(shape)
+    kind = draw(st.sampled_from(["flat", "axis", "axes"])) if nd else "flat"
+    if kind == "flat":
+        return Case((draw(arrays(shape)),), {"shift": draw(st.integers(-5, 5)), "axis": None})
+    if kind == "axis":
+        return Case((draw(arrays(shape)),), {"shift": draw(st.integers(-5, 5)),
+                                             "axis": draw(st.integers(-nd, nd - 1))})
+    axes_ = tuple(draw(st.lists(st.integers(-nd, nd - 1), min_size=1, max_size=3)))   # repeats too
+    shift = draw(st.one_of(st.integers(-4, 4), st.tuples(*[st.integers(-4, 4) for _ in axes_])))
+    return Case((draw(arrays(shape)),), {"shift": shift, "axis": axes_})
+
+
+register("tril", mg.tril, _triangle_cases, np.tril, empty_ok=True)
+register("triu", mg.triu, _triangle_cases, np.triu, empty_ok=True)
+register("flatten", mg.flatten, _flatten_cases, _ref_flatten, empty_ok=True)
+register("repeat", mg.repeat, _repeat_cases, np.repeat, empty_ok=True)
+register("tile", mg.tile, _tile_cases, np.tile, empty_ok=True)
+register("roll", mg.roll, _roll_cases, np.roll, empty_ok=True)
+
+# einsum: matmuls, batches, traces and diagonals (a repeated letter), outer products, sums,
+# implicit outputs (mixed case), '...' (broadcast), three operands, a 0-d operand
+_EINSUM_SPECS = ("ij,jk->ik", "bij,bjk->bik", "ii->", "ii->i", "i,j->ij", "ij->", "ij->ji", "ij,jk",
+                 "...ij,...jk->...ik", "ij,jk,kl->il", "i,i->", "ij,j->i", "iij->j", "bi,bi->b",
+                 "...i,i->...", "a,->a", "jiJ,Ji", "ij,ij->ij")
+
+
+@st.composite
+def _einsum_cases(draw, min_side):
+    spec = draw(st.sampled_from(_EINSUM_SPECS))
+    terms = spec.split("->")[0].split(",")
+    sizes = {c: draw(st.integers(min_side, 3)) for c in sorted(set(spec) - set(".,->"))}
+    batch = iter(draw(broadcastable_shapes(max(sum("..." in t for t in terms), 1), max_dims=2,
+                                           max_side=2, min_side=min_side)))
+    args = []
+    for t in terms:
+        lead = next(batch) if "..." in t else ()
+        # a letter used once in a term may have size 1 here (it broadcasts against the others)
+        dims = [1 if t.count(c) == 1 and draw(st.integers(0, 5)) == 0 else sizes[c]
+                for c in t.replace("...", "")]
+        args.append(tuple(lead) + tuple(dims))
+    assume(all(math.prod(s) <= 24 for s in args))
+    assume(np.einsum(spec, *[np.zeros(s) for s in args]).size <= 24)
+    return Case(tuple(draw(arrays(s)) for s in args), {"subscripts": spec})
+
+
+register("einsum", lambda *xs, subscripts: mg.einsum(subscripts, *xs), _einsum_cases,
+         lambda *xs, subscripts: np.einsum(subscripts, *xs), empty_ok=True)
+
+
+@st.composite
+def _special_cases(draw, min_side, specials):
+    """arrays with some elements replaced by one of ``specials`` (NaN, ±inf)."""
+    shape = draw(shapes(min_side=min_side))
+    x = draw(arrays(shape))
+    pick = _int_array(draw, shape, 0, len(specials) + 2)       # 0, 1: keep; 2...: a special
+    return Case((np.where(pick >= 2, np.array(specials + (0.0, 0.0))[pick - 2], x),), {})
+
+
+register("isnan", lambda x: mg.where(mg.isnan(x), 0.0, x), lambda s: _special_cases(s, (math.nan,)),
+         lambda x: np.where(np.isnan(x), 0.0, x), empty_ok=True)
+register("isinf", lambda x: mg.where(mg.isinf(x), 0.0, x),
+         lambda s: _special_cases(s, (math.inf, -math.inf)), lambda x: np.where(np.isinf(x), 0.0, x),
+         empty_ok=True)
