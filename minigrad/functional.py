@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import backend
 from .errors import DeviceError
 from .ops._lift import broadcast_shape, lift, require_float
+from .ops.activation import elu, leaky_relu, silu, softplus
 from .ops.attention import Attention
-from .ops.elementwise import gelu, relu, sigmoid, tanh, where
+from .ops.elementwise import gelu, log, maximum, relu, sigmoid, tanh, where
+from .ops.gather import one_hot
 from .ops.index import GetItem
 from .ops.linalg import Linear, linear_reference
 from .ops.norm import LayerNorm
@@ -19,15 +23,41 @@ from .ops.recurrent import GRUCellUpdate, LSTMCellUpdate, LSTMSequence
 from .ops.softmax import CrossEntropy, log_softmax, softmax
 from .tensor import Tensor
 
-__all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "layer_norm", "embedding",
-           "dropout", "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear", "lstm_cell",
-           "lstm_sequence", "gru_cell", "relu", "gelu", "sigmoid", "tanh"]
+__all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "layer_norm", "embedding", "one_hot", "dropout",
+           "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear", "lstm_cell",
+           "lstm_sequence", "gru_cell", "relu", "gelu", "sigmoid", "tanh", "silu", "leaky_relu", "elu"]
+# F.softplus is here too (PyTorch's place for it); it joins __all__ once
+# tests/minigrad/test_op_families.py no longer uses "softplus" as the name of its made-up op.
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(reduction: str, op: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _reduce(losses: Tensor, reduction: str) -> Tensor:
+    return losses if reduction == "none" else losses.sum() if reduction == "sum" else losses.mean()
+
+
+def _classes_last(input: Tensor) -> Tensor:
+    """(N, C, d1, ...) -> (N·d1·..., C) in the order of a (N, d1, ...) target; (C,) -> (1, C)."""
+    c = input.shape[1] if input.ndim > 1 else input.shape[0]
+    if input.ndim == 1:
+        return input.reshape((1, c))
+    if input.ndim > 2:
+        input = input.transpose((0,) + tuple(range(2, input.ndim)) + (1,))
+    return input.reshape((-1, c))
 
 
 def _check_targets(target: Tensor, input: Tensor, n_classes: int, ignore_index: int, op: str) -> None:
     if not isinstance(target, Tensor) or target.dtype.kind not in "iu":
         got = target.dtype if isinstance(target, Tensor) else type(target).__name__
-        raise TypeError(f"{op}: target must be an integer tensor of class indices, got {got}")
+        raise TypeError(f"{op}: target must be an integer tensor of class indices, got {got}"
+                        + (f" (probabilities: a float tensor of the input's shape {input.shape})"
+                           if op == "cross_entropy" else ""))
     if target.device != input.device:
         raise DeviceError(f"{op}: input on {input.device}, target on {target.device}; "
                           "move one with .to()")
@@ -39,54 +69,165 @@ def _check_targets(target: Tensor, input: Tensor, n_classes: int, ignore_index: 
 
 def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy of logits against integer class targets (PyTorch's layout).
+    """Cross-entropy of logits against class targets (PyTorch's layout).
 
-    ``input``: (N, C), (C,) or (N, C, d1, ...); ``target``: (N,), () or (N, d1, ...).
-    Rows with ``target == ignore_index`` contribute nothing; ``reduction`` is
-    ``"mean"`` (over non-ignored rows), ``"sum"`` or ``"none"``;
-    ``label_smoothing`` ε mixes the one-hot target with the uniform one."""
+    ``input``: (N, C), (C,) or (N, C, d1, ...), classes on axis 1 (axis 0 for (C,)).
+    ``target``: integer class indices (N,), () or (N, d1, ...); or class
+    probabilities, a float tensor of ``input``'s shape: loss = -Σ_c p_c log softmax(x)_c.
+    Integer targets equal to ``ignore_index`` contribute nothing. ``reduction`` is
+    ``"mean"`` (over the non-ignored targets), ``"sum"`` or ``"none"``;
+    ``label_smoothing`` ε mixes the target with the uniform distribution:
+    (1 - ε) target + ε / C."""
     require_float(input, "cross_entropy")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _check_reduction(reduction, "cross_entropy")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     if input.ndim == 0:
         raise ValueError("cross_entropy: input must have a class dimension, got a 0-d tensor")
-    c = input.shape[1] if input.ndim > 1 else input.shape[0]
+    axis = 1 if input.ndim > 1 else 0
+    c = input.shape[axis]
+    if isinstance(target, Tensor) and target.dtype.kind == "f" and target.shape == input.shape:
+        return _cross_entropy_probabilities(input, target, axis, reduction, float(label_smoothing))
     expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
     if not isinstance(target, Tensor) or target.shape != expected:
         got = target.shape if isinstance(target, Tensor) else type(target).__name__
-        raise ValueError(f"cross_entropy: input of shape {input.shape} (classes on axis "
-                         f"{1 if input.ndim > 1 else 0}) needs target of shape {expected}, got {got}")
+        raise ValueError(f"cross_entropy: input of shape {input.shape} (classes on axis {axis}) needs "
+                         f"target of shape {expected}, got {got}; give class indices (an integer "
+                         f"tensor) of shape {expected}, or probabilities (a float tensor) of the "
+                         f"input's shape {input.shape}")
     _check_targets(target, input, c, ignore_index, "cross_entropy")
-    x = input
-    if input.ndim > 2:   # (N, C, d1, ...) -> (N, d1, ..., C) -> (N·d1·..., C): the target's order
-        x = input.transpose((0,) + tuple(range(2, input.ndim)) + (1,)).reshape((-1, c))
-    elif input.ndim == 1:
-        x = input.reshape((1, c))
-    out = CrossEntropy.apply(x, target=target.data.reshape(-1), ignore_index=ignore_index,
-                             reduction=reduction, label_smoothing=float(label_smoothing))
+    out = CrossEntropy.apply(_classes_last(input), target=target.data.reshape(-1),
+                             ignore_index=ignore_index, reduction=reduction,
+                             label_smoothing=float(label_smoothing))
     if reduction == "none":
         out = out.reshape(expected)
     return out
 
 
-def nll_loss(input: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of log-probabilities (N, C) at integer targets (N,)."""
-    if input.ndim != 2 or target.shape != input.shape[:1]:
-        raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {input.shape} "
-                         f"and {getattr(target, 'shape', None)}")
-    _check_targets(target, input, input.shape[1], ignore_index, "nll_loss")
+def _cross_entropy_probabilities(input: Tensor, target: Tensor, axis: int, reduction: str,
+                                 label_smoothing: float) -> Tensor:
+    """-Σ_c q_c log softmax(x)_c with q = (1 - ε) p + ε / C; the mean is over the N·d1·... rows."""
+    if target.device != input.device:
+        raise DeviceError(f"cross_entropy: input on {input.device}, target on {target.device}; "
+                          "move one with .to()")
+    q = target.astype(input.dtype)
+    if label_smoothing:
+        q = q * (1.0 - label_smoothing) + label_smoothing / input.shape[axis]
+    losses = -(q * log_softmax(input, axis=axis)).sum(axis=axis)    # (N, d1, ...) or ()
+    return _reduce(losses, reduction)
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities at integer targets (PyTorch's layout):
+    loss_n = -w[t_n] · input[n, t_n], with w = ``weight`` (C,) or ones.
+
+    ``input``: (N, C), (C,) or (N, C, d1, ...); ``target``: (N,), () or (N, d1, ...).
+    Targets equal to ``ignore_index`` count for nothing. ``reduction="mean"`` is
+    Σ loss_n / Σ w[t_n] over the non-ignored targets (a weighted mean, as PyTorch);
+    ``"sum"`` or ``"none"`` (per target, the target's shape)."""
+    _check_reduction(reduction, "nll_loss")
+    expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+    if input.ndim == 0 or not isinstance(target, Tensor) or target.shape != expected:
+        raise ValueError(f"nll_loss: expected input (N, C) and target (N,), or (C,) and (), or "
+                         f"(N, C, d1, ...) and (N, d1, ...); got {input.shape} and "
+                         f"{getattr(target, 'shape', type(target).__name__)}")
+    c = input.shape[1] if input.ndim > 1 else input.shape[0]
+    _check_targets(target, input, c, ignore_index, "nll_loss")
+    if weight is not None:
+        if not isinstance(weight, Tensor) or weight.dtype.kind != "f":
+            got = weight.dtype if isinstance(weight, Tensor) else type(weight).__name__
+            raise TypeError(f"nll_loss: weight must be a float tensor of shape ({c},), got {got}")
+        if weight.shape != (c,):
+            raise ValueError(f"nll_loss: weight has shape {weight.shape}, expected ({c},) (one per class)")
+        if weight.device != input.device:
+            raise DeviceError(f"nll_loss: input on {input.device}, weight on {weight.device}; "
+                              "move one with .to()")
+    x = _classes_last(input)                                      # (M, C)
     xp = input.xp
-    valid = target.data != ignore_index
-    safe = Tensor._make(xp.where(valid, target.data, 0), input.device)
-    weight = Tensor._make(valid.astype(input.dtype), input.device)
-    picked = -input[input.xp.arange(input.shape[0]), safe] * weight
+    t = target.data.reshape(-1)                                   # (M,)
+    valid = t != ignore_index
+    safe = xp.where(valid, t, 0)
+    w = Tensor._make(valid.astype(input.dtype), input.device)     # 0 at ignored targets
+    if weight is not None:
+        w = weight.astype(input.dtype)[safe] * w
+    picked = -x[xp.arange(x.shape[0]), safe] * w                  # (M,)
     if reduction == "none":
-        return picked
+        return picked.reshape(expected)
     if reduction == "sum":
         return picked.sum()
-    return picked.sum() / Tensor._make(valid.astype(input.dtype).sum(), input.device)
+    return picked.sum() / w.sum()    # NaN when every target is ignored, as in PyTorch
+
+
+def binary_cross_entropy(input: Tensor, target, weight: Tensor | None = None,
+                         reduction: str = "mean") -> Tensor:
+    """-w [t log x + (1 - t) log(1 - x)] elementwise, then reduced (PyTorch's ``F.binary_cross_entropy``).
+
+    ``input``: probabilities in [0, 1]; ``target`` of the same shape (values in [0, 1]);
+    ``weight`` broadcasts to the input's shape. Each log is clamped at -100, as
+    PyTorch, so x = 0 or 1 gives a finite loss. For logits use
+    ``binary_cross_entropy_with_logits`` (more accurate, and stable)."""
+    require_float(input, "binary_cross_entropy")
+    _check_reduction(reduction, "binary_cross_entropy")
+    target = _binary_target(input, target, "binary_cross_entropy")
+    x = input.data
+    if x.size and (isinstance(x, np.ndarray) or backend.device_checks_enabled()):
+        if bool(((x < 0) | (x > 1)).any()):
+            raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got "
+                             f"values from {float(x.min()):.4g} to {float(x.max()):.4g} (shape "
+                             f"{input.shape}); for logits use binary_cross_entropy_with_logits")
+    tiny = float(np.finfo(input.dtype).smallest_subnormal)    # keeps log away from log(0)
+    log_x = log(maximum(input, tiny)).clip(min=-100.0)
+    log_1mx = log(maximum(1.0 - input, tiny)).clip(min=-100.0)
+    losses = -(target * log_x + (1.0 - target) * log_1mx)
+    if weight is not None:
+        losses = losses * _broadcast_weight(weight, input, "weight", "binary_cross_entropy")
+    return _reduce(losses, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, weight: Tensor | None = None,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """Binary cross-entropy of σ(x) against ``target``, computed from the logits x
+    (PyTorch's ``F.binary_cross_entropy_with_logits``):
+
+        loss = max(x, 0) - x t + log(1 + e^-|x|)                    (= softplus(x) - x t)
+        with pos_weight p:  (1 - t) x + (1 + (p - 1) t) softplus(-x)
+
+    Nothing overflows for any x. ``weight`` broadcasts to the input's shape;
+    ``pos_weight`` (the weight of the positive class, e.g. one per class, (C,))
+    broadcasts against it too."""
+    require_float(input, "binary_cross_entropy_with_logits")
+    _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    op = "binary_cross_entropy_with_logits"
+    target = _binary_target(input, target, op)
+    if pos_weight is None:
+        losses = softplus(input, threshold=math.inf) - input * target
+    else:
+        p = _broadcast_weight(pos_weight, input, "pos_weight", op)
+        losses = (1.0 - target) * input + (1.0 + (p - 1.0) * target) * softplus(-input, threshold=math.inf)
+    if weight is not None:
+        losses = losses * _broadcast_weight(weight, input, "weight", op)
+    return _reduce(losses, reduction)
+
+
+def _binary_target(input: Tensor, target, op: str) -> Tensor:
+    target = lift(target, input, op)
+    if target.shape != input.shape:
+        raise ValueError(f"{op}: target of shape {target.shape} for input of shape {input.shape}; "
+                         "they must have the same shape")
+    if target.device != input.device:
+        raise DeviceError(f"{op}: input on {input.device}, target on {target.device}; move one with .to()")
+    return target.astype(input.dtype)
+
+
+def _broadcast_weight(w, input: Tensor, name: str, op: str) -> Tensor:
+    w = lift(w, input, op)
+    if w.device != input.device:
+        raise DeviceError(f"{op}: input on {input.device}, {name} on {w.device}; move one with .to()")
+    if broadcast_shape(op, w.shape, input.shape) != input.shape:
+        raise ValueError(f"{op}: {name} of shape {w.shape} must broadcast to the input's shape "
+                         f"{input.shape} (it would enlarge it)")
+    return w.astype(input.dtype)
 
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,
@@ -259,8 +400,7 @@ def gru_cell(gx: Tensor, gh: Tensor, h: Tensor) -> Tensor:
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Mean (or sum, or elementwise) squared error."""
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _check_reduction(reduction, "mse_loss")
     target = lift(target, input, "mse_loss")
     if input.shape != target.shape:
         raise ValueError(f"mse_loss: input {input.shape} and target {target.shape} must have the same shape")

@@ -1004,3 +1004,134 @@ register("isnan", lambda x: mg.where(mg.isnan(x), 0.0, x), lambda s: _special_ca
 register("isinf", lambda x: mg.where(mg.isinf(x), 0.0, x),
          lambda s: _special_cases(s, (math.inf, -math.inf)), lambda x: np.where(np.isinf(x), 0.0, x),
          empty_ok=True)
+
+# --------------------------------------------------------------------------- activations
+
+
+@st.composite
+def _softplus_cases(draw, min_side):
+    beta, threshold = draw(st.sampled_from([1.0, 0.5, 2.0])), draw(st.sampled_from([20.0, 1.0, math.inf]))
+    x = draw(shapes(min_side=min_side).flatmap(
+        lambda s: arrays(s, -4.0, 4.0, avoid=(threshold / beta,))))    # the jump onto the linear tail
+    return Case((x,), {"beta": beta, "threshold": threshold})
+
+
+def _ref_softplus(x, beta, threshold):
+    return np.where(beta * x > threshold, x, np.logaddexp(0.0, beta * x) / beta)
+
+
+register("silu", F.silu, unary(-4.0, 4.0), lambda x: x / (1.0 + np.exp(-x)), empty_ok=True)
+# covers nothing until "softplus" joins F.__all__ (see minigrad/functional.py)
+register("softplus", F.softplus, _softplus_cases, _ref_softplus, covers=(), empty_ok=True)
+register("leaky_relu", F.leaky_relu,
+         unary(avoid=(0.0,), negative_slope=st.sampled_from([0.01, 0.2, -0.5])),
+         lambda x, negative_slope: np.where(x > 0, x, negative_slope * x), empty_ok=True)
+register("elu", F.elu, unary(-3.0, 3.0, avoid=(0.0,), alpha=st.sampled_from([1.0, 0.5, 2.0])),
+         lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))), empty_ok=True)
+
+# --------------------------------------------------------------------------- losses
+
+
+def _ref_reduce(losses, reduction):
+    return losses if reduction == "none" else losses.sum() if reduction == "sum" else losses.mean()
+
+
+@st.composite
+def _binary_loss_cases(draw, min_side, logits):
+    shape = draw(shapes(min_side=min_side))
+    x = draw(arrays(shape, -4.0, 4.0) if logits else arrays(shape, 0.05, 0.95))
+    t = draw(arrays(shape, 0.0, 1.0))            # soft targets: their gradient is checked too
+    names = draw(st.sampled_from([(), ("weight",), ("pos_weight",), ("weight", "pos_weight")]
+                                 if logits else [(), ("weight",)]))
+    params = []
+    for name in names:
+        k = draw(st.integers(0, len(shape))) if name == "weight" else min(len(shape), 1)
+        params.append(draw(arrays(shape[len(shape) - k:], 0.5, 2.0)))   # broadcasts to x's shape
+    return Case((x, t, *params), {"names": names,
+                                  "reduction": draw(st.sampled_from(["mean", "sum", "none"]))})
+
+
+def _ref_bce(x, t, *params, names, reduction):
+    w = dict(zip(names, params)).get("weight", 1.0)
+    return _ref_reduce(-w * (t * np.log(x) + (1 - t) * np.log(1 - x)), reduction)
+
+
+def _ref_bce_with_logits(x, t, *params, names, reduction):
+    p = dict(zip(names, params))
+    pw, w = p.get("pos_weight", 1.0), p.get("weight", 1.0)
+    return _ref_reduce(w * ((1 - t) * x + (1 + (pw - 1) * t) * np.logaddexp(0.0, -x)), reduction)
+
+
+register("binary_cross_entropy",
+         lambda x, t, *params, names, reduction:
+         F.binary_cross_entropy(x, t, reduction=reduction, **dict(zip(names, params))),
+         lambda s: _binary_loss_cases(s, logits=False), _ref_bce)
+register("binary_cross_entropy_with_logits",
+         lambda x, t, *params, names, reduction:
+         F.binary_cross_entropy_with_logits(x, t, reduction=reduction, **dict(zip(names, params))),
+         lambda s: _binary_loss_cases(s, logits=True), _ref_bce_with_logits)
+
+
+def _class_layout(draw) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """An input shape with classes on axis 1 ((C,): axis 0) and its target shape:
+    (C,) and (), (N, C) and (N,), (N, C, d1) and (N, d1), (N, C, d1, d2) and (N, d1, d2)."""
+    layout = draw(st.sampled_from(["C", "NC", "NCd", "NCdd"]))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    ds = tuple(draw(st.integers(1, 3)) for _ in range(layout.count("d")))
+    shape = (c,) if layout == "C" else (n, c) + ds
+    assume(math.prod(shape) <= 24)
+    return shape, (() if layout == "C" else (n,) + ds)
+
+
+@st.composite
+def _cross_entropy_probability_cases(draw, min_side):
+    shape, _ = _class_layout(draw)
+    return Case((draw(arrays(shape, -3.0, 3.0)), draw(arrays(shape, 0.0, 1.0))),
+                {"reduction": draw(st.sampled_from(["mean", "sum", "none"])),
+                 "label_smoothing": draw(st.sampled_from([0.0, 0.1, 0.4]))})
+
+
+def _ref_cross_entropy_probabilities(x, p, reduction, label_smoothing):
+    axis = 1 if x.ndim > 1 else 0
+    q = p * (1 - label_smoothing) + label_smoothing / x.shape[axis]
+    return _ref_reduce(-(q * _ref_log_softmax(x, axis)).sum(axis=axis), reduction)
+
+
+@st.composite
+def _class_index_cases(draw, min_side, with_weight):
+    shape, tshape = _class_layout(draw)
+    c = shape[1] if len(shape) > 1 else shape[0]
+    ignore_index = draw(st.sampled_from([-100, 1]))
+    pool = list(range(c)) + [ignore_index]
+    target = np.array(draw(st.lists(st.sampled_from(pool), min_size=math.prod(tshape),
+                                    max_size=math.prod(tshape))), dtype=np.int64).reshape(tshape)
+    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+    if reduction == "mean":
+        assume((target != ignore_index).any())   # else the mean is 0/0 (NaN, as in PyTorch)
+    weight = (draw(arrays((c,), 0.5, 2.0)),) if with_weight and draw(st.booleans()) else ()
+    return Case((draw(arrays(shape, -3.0, 3.0)), target, *weight),
+                {"ignore_index": ignore_index, "reduction": reduction})
+
+
+def _ref_nll_weighted(x, target, weight=None, *, ignore_index, reduction):
+    rows = np.moveaxis(x[None] if x.ndim == 1 else x, 1, -1).reshape(-1, x.shape[1 if x.ndim > 1 else 0])
+    t = target.reshape(-1)
+    valid = t != ignore_index
+    safe = np.where(valid, t, 0)
+    w = (np.ones(rows.shape[1]) if weight is None else weight)[safe] * valid
+    losses = -rows[np.arange(len(t)), safe] * w
+    if reduction == "none":
+        return losses.reshape(target.shape)
+    return losses.sum() if reduction == "sum" else losses.sum() / w.sum()
+
+
+register("cross_entropy[probabilities]", F.cross_entropy, _cross_entropy_probability_cases,
+         _ref_cross_entropy_probabilities, covers=())
+register("cross_entropy[layouts]",
+         lambda x, t, **kw: F.cross_entropy(x, t, **kw),
+         lambda s: _class_index_cases(s, with_weight=False),
+         lambda x, t, **kw: _ref_cross_entropy(x, t, label_smoothing=0.0, **kw), covers=())
+register("nll_loss[weight, N C d...]",
+         lambda x, t, *w, ignore_index, reduction:
+         F.nll_loss(x, t, weight=w[0] if w else None, ignore_index=ignore_index, reduction=reduction),
+         lambda s: _class_index_cases(s, with_weight=True), _ref_nll_weighted, covers=())

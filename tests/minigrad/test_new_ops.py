@@ -377,3 +377,146 @@ def test_linspace_follows_numpy(device):
 def test_linspace_errors(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+# --------------------------------------------------------------------------- activations
+
+def test_softplus_is_linear_past_the_threshold_as_pytorch():
+    x = _t([-30.0, 0.0, 5.0, 30.0], requires_grad=True)
+    y = F.softplus(x, beta=2.0, threshold=20.0)
+    assert y.numpy()[3] == 30.0                              # 2·30 > 20: x itself
+    np.testing.assert_allclose(y.numpy()[:3], np.logaddexp(0, 2 * x.numpy()[:3]) / 2, rtol=1e-14)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1 / (1 + np.exp(60.0)), 0.5, 1 / (1 + np.exp(-10.0)), 1.0],
+                               rtol=1e-14, atol=1e-15)
+
+
+def test_activation_gradients_at_zero_and_far_out_follow_pytorch():
+    x = _t([0.0, -1000.0, 1000.0], requires_grad=True)
+    np.testing.assert_array_equal(_grad(lambda x: F.leaky_relu(x, 0.2), x), [0.2, 0.2, 1.0])
+    x.grad = None
+    np.testing.assert_allclose(_grad(lambda x: F.elu(x, alpha=1.5), x), [1.5, 0.0, 1.0])  # no overflow
+    assert F.elu(x).tolist() == [0.0, -1.0, 1000.0]
+    np.testing.assert_allclose(F.silu(_t([0.0, 2.0])).numpy(), [0.0, 2.0 / (1 + np.exp(-2.0))])
+    assert mg.gradgradcheck(lambda x: F.elu(x), (_t([-1.0, 50.0, 800.0], requires_grad=True),))
+
+
+@pytest.mark.parametrize("call,exc,pattern", [
+    (lambda: F.softplus(mg.ones(2), beta=0.0), ValueError, r"softplus: beta must be > 0"),
+    (lambda: F.softplus(mg.ones(2), threshold="x"), TypeError, r"softplus: threshold must be a number"),
+    (lambda: F.elu(mg.ones(2), alpha=None), TypeError, r"elu: alpha must be a finite number"),
+    (lambda: F.leaky_relu(mg.tensor([1, 2])), TypeError, r"leaky_relu: needs a floating-point tensor"),
+    (lambda: F.silu(mg.tensor([1, 2])), TypeError, r"silu: needs a floating-point tensor"),
+])
+def test_activation_errors(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+# --------------------------------------------------------------------------- losses
+
+def test_binary_cross_entropy_clamps_its_logs_at_minus_100_as_pytorch():
+    x = _t([0.0, 1.0, 0.5])
+    t = _t([1.0, 0.0, 1.0])
+    np.testing.assert_allclose(F.binary_cross_entropy(x, t, reduction="none").numpy(),
+                               [100.0, 100.0, math.log(2.0)])
+    x32 = _t([0.0, 1.0], dtype="float32", requires_grad=True)
+    loss = F.binary_cross_entropy(x32, _t([1.0, 0.0], dtype="float32"))
+    assert loss.dtype == mg.float32 and loss.item() == pytest.approx(100.0)
+    loss.backward()
+    assert np.isfinite(x32.grad.numpy()).all()
+
+
+def test_binary_cross_entropy_with_logits_is_stable_and_weighs_positives():
+    x = _t([-1000.0, 1000.0, 0.5, -2.0], requires_grad=True)
+    t = _t([1.0, 0.0, 1.0, 0.0])
+    loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    np.testing.assert_allclose(loss.numpy(), np.maximum(x.numpy(), 0) - x.numpy() * t.numpy()
+                               + np.log1p(np.exp(-np.abs(x.numpy()))), rtol=1e-14)
+    loss.sum().backward()
+    sigmoid = 0.5 * (1 + np.tanh(x.numpy() / 2))
+    np.testing.assert_allclose(x.grad.numpy(), sigmoid - t.numpy(), atol=1e-15)   # σ(x) - t
+    pw = _t([3.0])
+    weighted = F.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction="none").numpy()
+    plain = loss.numpy()
+    np.testing.assert_allclose(weighted, np.where(t.numpy() == 1, 3.0 * plain, plain), rtol=1e-12)
+    # the same as binary_cross_entropy of the probabilities, where those are not clamped
+    p = F.sigmoid(x[2:])
+    np.testing.assert_allclose(F.binary_cross_entropy_with_logits(x[2:], t[2:]).item(),
+                               F.binary_cross_entropy(p, t[2:]).item(), rtol=1e-12)
+
+
+def test_cross_entropy_with_probability_targets_equals_class_indices_when_one_hot(device):
+    assert F.one_hot is mg.one_hot                                   # PyTorch's place for it
+    rng = np.random.default_rng(2)
+    x = _t(rng.standard_normal((4, 3, 2)), device)                  # (N, C, d)
+    t = mg.tensor(rng.integers(0, 3, (4, 2)), device=device)
+    probs = mg.one_hot(t, 3).astype("float64").permute(0, 2, 1)      # (N, C, d)
+    for kw in ({}, {"label_smoothing": 0.2}, {"reduction": "sum"}, {"reduction": "none"}):
+        np.testing.assert_allclose(F.cross_entropy(x, probs, **kw).numpy(),
+                                   F.cross_entropy(x, t, **kw).numpy(), rtol=1e-12)
+
+
+def test_nll_loss_weighted_mean_divides_by_the_weights_of_the_counted_targets():
+    logp = _t(np.log([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]]))
+    t = mg.tensor([1, 0, -100])
+    w = _t([2.0, 3.0])
+    expected = (3.0 * -math.log(0.8) + 2.0 * -math.log(0.6)) / (3.0 + 2.0)     # w[1] and w[0]
+    assert F.nll_loss(logp, t, weight=w).item() == pytest.approx(expected, rel=1e-12)
+    assert F.nll_loss(logp, t, weight=w, reduction="sum").item() == pytest.approx(expected * 5.0)
+    np.testing.assert_allclose(F.nll_loss(logp, t, weight=w, reduction="none").numpy(),
+                               [3.0 * -math.log(0.8), 2.0 * -math.log(0.6), 0.0])
+    assert F.nll_loss(logp[0], mg.tensor(1)).item() == pytest.approx(-math.log(0.8))   # (C,) and ()
+
+
+def test_nll_loss_keeps_positions_apart_with_two_spatial_dims():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 2, 4))                            # (N, C, d1, d2)
+    t = rng.integers(0, 3, (2, 2, 4))
+    expected = -np.take_along_axis(x, t[:, None], axis=1)[:, 0]
+    np.testing.assert_array_equal(F.nll_loss(_t(x), mg.tensor(t), reduction="none").numpy(), expected)
+    np.testing.assert_allclose(F.nll_loss(_t(x), mg.tensor(t)).item(), expected.mean(), rtol=1e-12)
+
+
+_LOSSES = {
+    "cross_entropy": lambda r: F.cross_entropy(mg.zeros(2, 3), mg.tensor([0, 1]), reduction=r),
+    "cross_entropy[probabilities]": lambda r: F.cross_entropy(mg.zeros(2, 3), mg.zeros(2, 3), reduction=r),
+    "nll_loss": lambda r: F.nll_loss(mg.zeros(2, 3), mg.tensor([0, 1]), reduction=r),
+    "mse_loss": lambda r: F.mse_loss(mg.zeros(2), mg.zeros(2), reduction=r),
+    "binary_cross_entropy": lambda r: F.binary_cross_entropy(mg.zeros(2), mg.zeros(2), reduction=r),
+    "binary_cross_entropy_with_logits":
+        lambda r: F.binary_cross_entropy_with_logits(mg.zeros(2), mg.zeros(2), reduction=r),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LOSSES))
+def test_every_loss_checks_reduction_and_lists_the_valid_values(name):
+    op = name.split("[")[0]
+    with pytest.raises(ValueError, match=rf"^{op}: reduction must be 'mean', 'sum' or 'none', got 'avg'"):
+        _LOSSES[name]("avg")
+
+
+@pytest.mark.parametrize("call,exc,pattern", [
+    (lambda: F.binary_cross_entropy(_t([0.5, 1.5]), _t([0.0, 1.0])), ValueError,
+     r"binary_cross_entropy: input must hold probabilities in \[0, 1\], got values from 0.5 to 1.5"),
+    (lambda: F.binary_cross_entropy(_t([0.5]), _t([0.0, 1.0])), ValueError,
+     r"binary_cross_entropy: target of shape \(2,\) for input of shape \(1,\)"),
+    (lambda: F.binary_cross_entropy_with_logits(mg.zeros(2, 3), mg.zeros(2, 3), weight=mg.ones(2)),
+     ValueError, r"binary_cross_entropy_with_logits: shapes \(2,\) and \(2, 3\) cannot be broadcast"),
+    (lambda: F.binary_cross_entropy_with_logits(mg.zeros(3), mg.zeros(3), pos_weight=mg.ones(2, 3)),
+     ValueError, r"binary_cross_entropy_with_logits: pos_weight of shape \(2, 3\) must broadcast"),
+    (lambda: F.cross_entropy(mg.zeros(2, 3), mg.zeros(2, 4)), ValueError,
+     r"cross_entropy: input of shape \(2, 3\) .* needs target of shape \(2,\), got \(2, 4\); give class "
+     r"indices .* or probabilities \(a float tensor\) of the input's shape \(2, 3\)"),
+    (lambda: F.cross_entropy(mg.zeros(2, 3), mg.zeros(2)), TypeError,
+     r"cross_entropy: target must be an integer tensor of class indices, got float32 \(probabilities: "),
+    (lambda: F.nll_loss(mg.zeros(2, 3), mg.tensor([0, 1]), weight=mg.ones(2)), ValueError,
+     r"nll_loss: weight has shape \(2,\), expected \(3,\)"),
+    (lambda: F.nll_loss(mg.zeros(2, 3), mg.tensor([0, 1]), weight=mg.tensor([1, 1, 1])), TypeError,
+     r"nll_loss: weight must be a float tensor"),
+    (lambda: F.nll_loss(mg.zeros(2, 3, 4), mg.tensor([0, 1])), ValueError,
+     r"nll_loss: expected input \(N, C\) and target \(N,\), or .* got \(2, 3, 4\) and \(2,\)"),
+])
+def test_loss_errors(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
