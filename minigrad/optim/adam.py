@@ -31,6 +31,17 @@ class Adam(Optimizer):
     and follows a learning-rate schedule when replayed. Each ``step()`` copies
     the groups' ``lr`` to the device first, except while being captured (a
     graphed step does it before each replay).
+
+    A non-finite gradient is not checked for (that would read a device
+    value on the host every step) and goes into the weights: an entry whose
+    gradient is NaN, +inf or −inf becomes NaN (m and v take the NaN or the
+    infinity, and m / √v is then NaN or ∞/∞), and the other entries update as
+    usual; on the GPU too (the fused kernel computes the same expression).
+    The damage stays: m and v keep the NaN or inf, so that entry is NaN
+    after every later step. To keep NaN out of the weights, check the total
+    norm ``clip_grad_norm_`` returns and skip ``step()`` when it is not
+    finite, as a mixed-precision gradient scaler does (lmroad's trainer does
+    this; a skipped step leaves t, m and v as they were).
     """
 
     state_keys = ("exp_avg", "exp_avg_sq")

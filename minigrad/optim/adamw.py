@@ -17,6 +17,10 @@ class AdamW(Adam):
     per-coordinate scaling would weaken it for coordinates with large
     gradients. Exclude biases and norm weights from the decay with
     ``param_groups_for_weight_decay``.
+
+    A non-finite gradient entry makes its weight NaN, now and after every
+    later step, as in ``Adam`` (the decay does not change that); nothing is
+    checked, so skip ``step()`` when ``clip_grad_norm_``'s total is not finite.
     """
 
     decoupled_weight_decay = True

@@ -37,11 +37,21 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
         g ← g · max_norm / (total + 1e-6)   if total > max_norm
 
     Returns ``total`` (before clipping) as a 0-d tensor. ``norm_type`` may be
-    ``float("inf")`` (largest absolute entry). A NaN or infinite total is
-    reported and nothing is scaled: with ``error_if_nonfinite=True`` a
-    RuntimeError, otherwise a ``RuntimeWarning`` (the caller may skip the step).
+    ``float("inf")`` (largest absolute entry). The total is NaN or infinite
+    when some gradient entry is, or when the entries are so large that their
+    sum of powers overflows the dtype; then nothing is scaled (the gradients
+    are left exactly as they were) and it is reported: with
+    ``error_if_nonfinite=True`` a RuntimeError, otherwise a ``RuntimeWarning``.
+    An optimizer step with a NaN or infinite gradient writes it into the
+    weights (see ``SGD``, ``Adam``): skip the step when the returned total is
+    not finite.
 
     Deciding whether to clip reads the total on the host: one synchronisation.
+    Except on a device other than the CPU (a GPU, the fake device) while device
+    checks are off (``minigrad.device_checks(False)``): then the decision is made
+    on the device, with no synchronisation, and a non-finite total is not
+    reported (no error, no warning, whatever ``error_if_nonfinite`` says): the
+    returned total is the caller's to check.
     """
     max_norm, norm_type = float(max_norm), float(norm_type)
     if max_norm < 0:
@@ -82,7 +92,8 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
 
 
 def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
-    """Clip every gradient entry to [-clip_value, clip_value]."""
+    """Clip every gradient entry to [-clip_value, clip_value]. An infinity becomes ±clip_value;
+    a NaN stays NaN (nothing is reported)."""
     c = float(clip_value)
     if c < 0:
         raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")

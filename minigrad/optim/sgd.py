@@ -19,6 +19,17 @@ class SGD(Optimizer):
         b ← momentum · b + (1 − dampening) · g   later
         g ← g + momentum · b   (nesterov)   or   g ← b
         p ← p − lr · g
+
+    A non-finite gradient is not checked for (that would read a device
+    value on the host every step) and goes into the weights: an entry whose
+    gradient is NaN becomes NaN, one whose gradient is +inf or −inf becomes
+    −inf or +inf, and the other entries update as usual. The damage stays:
+    the momentum buffer keeps the NaN or inf, and later steps keep such an
+    entry non-finite (an infinity turns into NaN once it meets another, e.g.
+    through weight decay). To keep NaN out of the weights, check the total
+    norm ``clip_grad_norm_`` returns and skip ``step()`` when it is not
+    finite, as a mixed-precision gradient scaler does (lmroad's trainer does
+    this).
     """
 
     state_keys = ("momentum_buffer",)
