@@ -12,11 +12,19 @@ Settings of ``train`` come from, highest first: the flags, the ``--config``
 file (TOML or JSON, keys as the flags without dashes: ``max_iters = 500``),
 the checkpoint being resumed, the defaults of ``TrainConfig``.
 
+Every numeric flag has a range, in its ``--help`` line and checked while the
+line is parsed (``lmroad train: error: argument --lr: must be a finite number
+> 0, got '-1'``); the ranges of ``train``'s flags are ``lmroad.train_config.RANGES``,
+which ``TrainConfig.validate`` checks too, for config files. A string flag
+takes a non-empty value, a choice flag lists its choices.
+
 A mistake in the input (an invalid value, a missing file, a corrupt
 checkpoint) prints one line, ``lmroad <command>: error: ...``, and exits
-with status 2 (invalid arguments) or 1 (a file or device problem); set
-LMROAD_DEBUG=1 to see the traceback instead. An interrupted ``train``
-saves a checkpoint and exits with 130.
+with status 2 (invalid arguments) or 1 (a file or device problem, running
+out of memory, a diverged run); set LMROAD_DEBUG=1 to see the traceback
+instead. An interrupted ``train`` saves a checkpoint and exits with 130.
+Every ``train`` that exits with 0 leaves a checkpoint ``sample`` and ``eval``
+accept (``--max-iters 0``: the initial model).
 
 ``--threads N``, anywhere on the line and for every command (``road`` too),
 limits NumPy's BLAS to N threads before the command runs
@@ -32,6 +40,7 @@ import sys
 from pathlib import Path
 
 from .threads import add_threads_argument, parse_threads, set_threads
+from .train_config import RANGES, Range
 
 __all__ = ["main", "build_parser", "load_config_file"]
 
@@ -50,42 +59,57 @@ def _device(text: str) -> str:
     return text
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
+def _in(r: Range):
+    """An argument type: a number in the range ``r``, else argparse's "argument --flag: ..."
+    error saying what was given and what is valid."""
+    def parse(text: str):
         try:
-            v = int(text)
+            v = r.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+            raise argparse.ArgumentTypeError(f"expected {r}, got {text!r}") from None
+        if v not in r:
+            raise argparse.ArgumentTypeError(f"must be {r}, got {text!r}")
         return v
-    parse.__name__ = "int"
+    parse.__name__ = r.kind.__name__
     return parse
 
 
-def _float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    return v
+def _nonempty(text: str) -> str:
+    """An argument type: any string but an empty one (``--out ""`` would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must not be empty, got {text!r}")
+    return text
+
+
+def _with_range(text: str, r: Range, default=None) -> str:
+    """A help line: what the flag is, its range, its default: "peak learning rate (> 0; default 0.001)"."""
+    bounds = r.bounds or ("any finite number" if r.kind is float else "any integer")
+    return f"{text} ({bounds}" + ("" if default is None else f"; default {default}") + ")"
+
+
+# sample's and eval's numeric flags (train's are lmroad.train_config.RANGES)
+_SAMPLE_RANGES = {"max_new_tokens": Range(int, 0), "temperature": Range(float, 0),
+                  "top_k": Range(int, 1), "top_p": Range(float, 0, 1, low_open=True),
+                  "num_samples": Range(int, 1), "seed": Range(int, 0)}
+_EVAL_RANGES = {"batch_size": Range(int, 1), "block_size": Range(int, 1), "max_batches": Range(int, 1)}
 
 
 # --------------------------------------------------------------------------- the parser
 
 # The flags of ``train``, a table per group: flag, kind, help (a line that does not start with
-# "--" goes on with the help above it). Kinds: pos (an int >= 1), count (an int >= 0), float,
-# str, device. "(default ...)" is added from TrainConfig.
+# "--" goes on with the help above it). Kinds: num (a number in its RANGES entry, which the
+# help states), str (not empty), device. "(default ...)" is added from TrainConfig.
 _TRAIN_FLAGS = {
     "model": """
-        --n-layer         pos     transformer blocks
-        --n-head          pos     attention heads
-        --n-embd          pos     embedding width
-        --hidden-size     pos     recurrent state size
-        --num-layers      pos     stacked recurrent layers
-        --ngram-n         pos     n of the n-gram model
-        --dropout         float   dropout probability
-        --forget-bias     float   LSTM only: initial forget-gate bias (1.0 starts the gates open)
+        --n-layer         num     transformer blocks
+        --n-head          num     attention heads
+        --n-embd          num     embedding width
+        --hidden-size     num     recurrent state size
+        --num-layers      num     stacked recurrent layers
+        --ngram-n         num     n of the n-gram model, at most the training text's length; counting
+                                  to order n keeps up to n(n+1)/2 ids per training token
+        --dropout         num     dropout probability
+        --forget-bias     num     LSTM only: initial forget-gate bias, 1.0 starts the gates open
     """,
     "data": """
         --corpus          str     corpus name: shakespeare or tiny
@@ -93,24 +117,28 @@ _TRAIN_FLAGS = {
     """,
     "optimisation": """
         --device          device  cpu, cuda, cuda:N or fake
-        --max-iters       count   optimizer steps
-        --batch-size      pos     windows per batch
-        --block-size      pos     tokens per window
-        --lr              float   peak learning rate
-        --min-lr          float   learning rate at the end of the cosine
-        --warmup-iters    count   steps of linear warmup
-        --lr-decay-iters  count   the step where the cosine reaches --min-lr, constant after it
-                                  (None: --max-iters of a new run; a resumed run keeps its own)
-        --weight-decay    float   AdamW decay of the weight matrices
-        --beta1           float   AdamW beta1
-        --beta2           float   AdamW beta2
-        --grad-clip       float   max gradient norm, 0 = off
-        --seed            count   seed of the initial weights, dropout and batches
+        --max-iters       num     optimizer steps; 0 saves the initial model
+        --batch-size      num     windows per batch; a recurrent model reads the text as this many
+                                  lanes, each at least --block-size + 1 tokens long
+        --block-size      num     tokens per window, at most the text's length - 1
+        --lr              num     peak learning rate
+        --min-lr          num     learning rate at the end of the cosine, at most --lr
+        --warmup-iters    num     steps of linear warmup
+        --lr-decay-iters  num     the step where the cosine reaches --min-lr, constant after it;
+                                  unset: --max-iters of a new run, a resumed run keeps its own
+        --weight-decay    num     AdamW decay of the weight matrices, below 1/--lr
+        --beta1           num     AdamW beta1
+        --beta2           num     AdamW beta2
+        --grad-clip       num     max gradient norm, 0 = off
+        --max-skipped-steps num   a step whose loss or gradient norm is NaN or infinite is skipped
+                                  (no update); more than this many in a row stop the run; 0 = stop
+                                  at the first
+        --seed            num     seed of the initial weights, dropout and batches
     """,
     "evaluation and output": """
-        --eval-interval   pos     steps between evaluations and checkpoints
-        --eval-iters      count   validation batches per evaluation, 0 = all
-        --log-interval    pos     steps between progress lines
+        --eval-interval   num     steps between evaluations and checkpoints
+        --eval-iters      num     validation batches per evaluation, 0 = all
+        --log-interval    num     steps between progress lines
         --out             str     checkpoint folder (None: out/<model>)
     """,
 }
@@ -136,57 +164,79 @@ def _add_train(sub) -> None:
                                    "the resumed checkpoint > defaults.",
                        argument_default=argparse.SUPPRESS)     # absent flags stay absent
     defaults = TrainConfig()
-    types = {"pos": _int_at_least(1), "count": _int_at_least(0), "float": _float, "str": str,
-             "device": _device}
     for title, flags in _TRAIN_FLAGS.items():
         group = p.add_argument_group(title)
         if title == "model":
-            group.add_argument("--model", choices=MODEL_KINDS, help=f"(default {defaults.model})")
+            group.add_argument("--model", choices=MODEL_KINDS,
+                               help=f"{', '.join(MODEL_KINDS)} (default {defaults.model})")
         if title == "data":
             group.add_argument("--tokenizer", choices=("char", "word"),
-                               help=f"(default {defaults.tokenizer})")
+                               help=f"char or word (default {defaults.tokenizer})")
         for flag, kind, text in _flag_rows(flags):
-            default = getattr(defaults, flag[2:].replace("-", "_"))
-            metavar = {"pos": "N", "count": "N", "float": "X", "device": "DEVICE",
-                       "str": {"--corpus": "NAME", "--out": "DIR"}.get(flag, "PATH")}[kind]
-            group.add_argument(flag, type=types[kind], metavar=metavar,
+            name = flag[2:].replace("-", "_")
+            default = getattr(defaults, name)
+            if kind == "num":
+                r = RANGES[name]
+                group.add_argument(flag, type=_in(r), metavar="N" if r.kind is int else "X",
+                                   help=_with_range(text, r, default))
+                continue
+            metavar = "DEVICE" if kind == "device" else {"--corpus": "NAME", "--out": "DIR"}.get(flag, "PATH")
+            group.add_argument(flag, type=_device if kind == "device" else _nonempty, metavar=metavar,
                                help=text if default is None else f"{text} (default {default})")
     group.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     group.add_argument("--overwrite", action="store_true",
                        help="start afresh in --out, deleting the run saved there")
     group.add_argument("--progress", choices=("auto", "bar", "lines", "none"),
                        help="a tqdm bar on a terminal, else lines (default auto)")
-    group.add_argument("--config", metavar="FILE", help="a TOML or JSON file of settings")
+    group.add_argument("--config", type=_nonempty, metavar="FILE", help="a TOML or JSON file of settings")
     add_threads_argument(group)
 
 
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a checkpoint",
                        description="Generate text from a trained checkpoint.")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="a checkpoint folder, e.g. out/lstm")
+    p.add_argument("--checkpoint", required=True, type=_nonempty, metavar="DIR",
+                   help="a checkpoint folder, e.g. out/lstm")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--prompt", help="text to continue (default: a newline)")
-    src.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file")
-    p.add_argument("--max-new-tokens", type=_int_at_least(0), default=500)
-    p.add_argument("--temperature", type=_float, default=1.0, help="0 = greedy (default 1.0)")
-    p.add_argument("--top-k", type=_int_at_least(1), default=None)
-    p.add_argument("--top-p", type=_float, default=None, help="nucleus sampling, in (0, 1]")
-    p.add_argument("--num-samples", type=_int_at_least(1), default=1)
-    p.add_argument("--seed", type=_int_at_least(0), default=None)
-    p.add_argument("--device", type=_device, default="cpu")
+    src.add_argument("--prompt", help="text to continue, not empty (default: a newline)")
+    src.add_argument("--prompt-file", type=_nonempty, metavar="PATH",
+                     help="read the prompt from a UTF-8 file")
+    r = _SAMPLE_RANGES
+    p.add_argument("--max-new-tokens", type=_in(r["max_new_tokens"]), default=500, metavar="N",
+                   help=_with_range("tokens to generate", r["max_new_tokens"], 500))
+    p.add_argument("--temperature", type=_in(r["temperature"]), default=1.0, metavar="X",
+                   help=_with_range("divides the logits; 0 = greedy", r["temperature"], 1.0))
+    p.add_argument("--top-k", type=_in(r["top_k"]), default=None, metavar="N",
+                   help=_with_range("sample from the k most probable tokens", r["top_k"], "all"))
+    p.add_argument("--top-p", type=_in(r["top_p"]), default=None, metavar="X",
+                   help=_with_range("nucleus sampling: the fewest tokens whose probability reaches p",
+                                    r["top_p"], "off"))
+    p.add_argument("--num-samples", type=_in(r["num_samples"]), default=1, metavar="N",
+                   help=_with_range("continuations, drawn as one batch", r["num_samples"], 1))
+    p.add_argument("--seed", type=_in(r["seed"]), default=None, metavar="N",
+                   help=_with_range("makes the samples reproducible", r["seed"], "random"))
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or fake (default cpu)")
     add_threads_argument(p)
 
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="loss, perplexity and bits per character of a checkpoint",
                        description="Evaluate a checkpoint on a split of its corpus or on a text file.")
-    p.add_argument("--checkpoint", required=True, metavar="DIR")
-    p.add_argument("--split", choices=("val", "train"), default="val")
-    p.add_argument("--data", metavar="PATH", help="evaluate on this whole text file instead of a split")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=None, help="(default: as trained)")
-    p.add_argument("--block-size", type=_int_at_least(1), default=None, help="(default: as trained)")
-    p.add_argument("--max-batches", type=_int_at_least(1), default=None, help="(default: all)")
-    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--checkpoint", required=True, type=_nonempty, metavar="DIR",
+                   help="a checkpoint folder, e.g. out/lstm")
+    p.add_argument("--split", choices=("val", "train"), default="val",
+                   help="val or train: a split of the corpus it was trained on (default val)")
+    p.add_argument("--data", type=_nonempty, metavar="PATH",
+                   help="evaluate on this whole text file instead of a split")
+    r = _EVAL_RANGES
+    p.add_argument("--batch-size", type=_in(r["batch_size"]), default=None, metavar="N",
+                   help=_with_range("windows per batch", r["batch_size"], "as trained"))
+    p.add_argument("--block-size", type=_in(r["block_size"]), default=None, metavar="N",
+                   help=_with_range("tokens per window, at most a Transformer's context", r["block_size"],
+                                    "as trained"))
+    p.add_argument("--max-batches", type=_in(r["max_batches"]), default=None, metavar="N",
+                   help=_with_range("evaluate only the first N batches", r["max_batches"], "all"))
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or fake (default cpu)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_threads_argument(p)
 
@@ -255,8 +305,11 @@ def _run_train(args: argparse.Namespace) -> int:
     if result.interrupted:
         return EXIT_INTERRUPTED
     best = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
+    skipped = (f", {result.skipped_steps} step(s) skipped (non-finite loss or gradient)"
+               if result.skipped_steps else "")
     if cfg.progress != "none":
-        print(f"done: {cfg.model} at step {result.step}{best}; checkpoints in {result.out}", file=sys.stderr)
+        print(f"done: {cfg.model} at step {result.step}{best}{skipped}; checkpoints in {result.out}",
+              file=sys.stderr)
     return 0
 
 
@@ -353,7 +406,7 @@ def _user_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
     from .data import CorpusError
     from .train import TrainingDiverged
     return ((ValueError, TypeError, IndexError),
-            (CheckpointError, CorpusError, DeviceError, TrainingDiverged, OSError))
+            (CheckpointError, CorpusError, DeviceError, TrainingDiverged, OSError, MemoryError))
 
 
 def _take_threads(argv: list[str]) -> tuple[list[str], int | None]:
@@ -409,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("LMROAD_DEBUG"):
             raise
         message = str(e) or type(e).__name__
+        if isinstance(e, MemoryError):              # NumPy's says how much it could not allocate
+            message = f"out of memory: {message}; choose smaller sizes"
         print(f"lmroad {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, bad_input) and not isinstance(e, failures) else EXIT_FAILURE
 

@@ -10,7 +10,8 @@ The loop, in order, every step:
                                              RNN/LSTM/GRU: the next window of each lane
                                              (StreamBatcher), hidden state carried over
     logits, loss = model(x, y)
-    loss.backward(); clip_grad_norm_; AdamW step (weight decay on matrices only)
+    loss.backward(); clip_grad_norm_ (which measures the total gradient norm)
+    loss and norm finite?  AdamW step (weight decay on matrices only); else skip it
     every eval_interval steps: evaluate on the validation split, log to the
     terminal and to out/metrics.jsonl, save out/ (last) and out/best/ (lowest val loss)
 
@@ -42,6 +43,31 @@ before the schedule was stored resume with the horizon of their saved config
 Ctrl-C stops at the end of the current step, saves a checkpoint and returns
 (a second Ctrl-C aborts at once, still saving the last completed step).
 
+No NaN reaches the weights. A step whose loss or total gradient norm (before
+clipping) is NaN or infinite is skipped, as PyTorch's mixed-precision
+gradient scaler skips one: the optimizer does not step (weights and moments
+stay as they were, Adam's step count too), a warning names the step, and
+metrics.jsonl records it (``"skipped": true``, with the reason). The step
+still counts: its batch is used up, the learning-rate schedule moves on (as
+the scheduler still steps after a scaler's skip), ``--max-iters`` counts it;
+a recurrent model's carried hidden state restarts from zero after it. The
+number of skipped steps is logged with every training record and stored in
+the checkpoint (``extra["skipped_steps"]``, and the current run of skips in
+``extra["skip_streak"]``), so a resumed run keeps counting. More than
+``max_skipped_steps`` (``--max-skipped-steps``, default 5) skips in a row
+stop the run with ``TrainingDiverged``, keeping the last checkpoint: after a
+skip the weights are the same, so a second non-finite step in a row comes
+from another batch on the same weights, and a streak means the weights
+themselves have diverged. 0 skips nothing: the first non-finite step stops
+the run. Reading the loss and the norm is the step's one device-to-host
+transfer (the loss is read every step anyway), so the check adds no
+synchronisation on a GPU. A checkpoint is never written with non-finite
+weights (only an overflowing update could make them so): the run stops with
+``TrainingDiverged`` instead.
+
+``max_iters`` 0 trains nothing: the initial model is evaluated and saved
+(a note says so), so ``lmroad sample`` and ``lmroad eval`` accept it.
+
 Three files: ``lmroad/train_config.py`` (TrainConfig, resolve_config, the
 model and the schedule a config asks for), ``lmroad/train_progress.py`` (the
 bar and log lines, the Ctrl-C guard) and this one (evaluation, the state of
@@ -55,10 +81,11 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -76,6 +103,7 @@ from .data import (
     tokenizer_from_dict,
 )
 from .train_config import (
+    MAX_NGRAM_N,
     MODEL_KINDS,
     TrainConfig,
     build_model,
@@ -92,7 +120,8 @@ LN2 = math.log(2.0)
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is left in place."""
+    """More than ``max_skipped_steps`` steps in a row had a NaN or infinite loss or gradient
+    (or the weights became non-finite); the last good checkpoint is left in place."""
 
 
 def _is_recurrent(model) -> bool:
@@ -184,6 +213,31 @@ class TrainResult:
     train_losses: list[float] = field(default_factory=list)   # one per step of this run
     last_eval: dict | None = None
     best_val_loss: float | None = None
+    skipped_steps: int = 0                # steps whose update was skipped (non-finite), in all
+
+
+def _finite_or_none(x: float) -> float | None:
+    """``x``, or None for a NaN or an infinity (which JSON cannot hold)."""
+    return x if math.isfinite(x) else None
+
+
+def _host_floats(*values: mg.Tensor) -> list[float]:
+    """The values of one-element tensors, read to the host together: one transfer (one
+    synchronisation on a GPU) instead of one per value."""
+    if len({str(v.device) for v in values}) > 1:
+        return [float(v.item()) for v in values]
+    xp = values[0].xp
+    both = xp.stack([v.data.reshape(()).astype(xp.float64) for v in values])
+    return [float(a) for a in backend.to_host(both)]
+
+
+def _all_finite(params) -> bool:
+    """Are all entries of all ``params`` finite? One transfer to the host."""
+    params = list(params)
+    if not params:
+        return True
+    xp = params[0].xp
+    return bool(backend.to_host(xp.stack([xp.isfinite(p.data).all() for p in params])).all())
 
 
 def _fingerprint(*texts: str) -> str:
@@ -202,8 +256,10 @@ def _remove_run(out: Path) -> None:
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
+    """One record, a line of strict JSON: a NaN or infinite number is written as null."""
+    record = {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in record.items()}
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps(record, allow_nan=False) + "\n")
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
@@ -315,14 +371,33 @@ def _load_text(cfg: TrainConfig, resumed) -> _Text:
     for name, ids in (("training", train_ids), ("validation", val_ids)):
         if len(ids) < cfg.block_size + 1:
             raise ValueError(f"the {name} text has {len(ids)} tokens, too few for one window of "
-                             f"--block-size {cfg.block_size} (plus the next token)")
+                             f"--block-size {cfg.block_size} (plus the next token); valid here: "
+                             f"--block-size up to {len(ids) - 1}")
+    n, T, B = len(train_ids), cfg.block_size, cfg.batch_size
+    if cfg.model in ("rnn", "lstm", "gru") and n // B < T + 1:
+        raise ValueError(f"--batch-size {B}: a recurrent model reads the training text ({n} tokens) as "
+                         f"{B} lanes of {n // B} tokens, but one window of --block-size {T} needs {T + 1}; "
+                         f"valid here: --batch-size up to {n // (T + 1)}, or a smaller --block-size")
+    if cfg.model == "ngram" and cfg.ngram_n > n:
+        raise ValueError(f"--ngram-n {cfg.ngram_n} is above what the training text supports: it has {n} "
+                         f"tokens, so not one {cfg.ngram_n}-gram to count; valid here: --ngram-n 1 to "
+                         f"{min(n, MAX_NGRAM_N)}")
     return _Text(tokenizer, train_ids, val_ids, len(corpus.val) / max(len(val_ids), 1), data_id)
+
+
+class _Step(NamedTuple):
+    """What one training step did."""
+    loss: float
+    lr: float
+    tokens: int
+    grad_norm: float               # the total gradient norm, before clipping
+    skipped: str | None            # why its update was skipped (non-finite loss or gradient), or None
 
 
 class _Run:
     """One run's state between steps: the model, the optimizer (None for the counted n-gram
-    model), the data position, the step, the best validation loss, the schedule; and the
-    three things done with them: one training step, an evaluation, a save."""
+    model), the data position, the step, the best validation loss, the schedule, the count
+    of skipped steps; and what is done with them: a training step, an evaluation, a save."""
 
     def __init__(self, cfg: TrainConfig, device: str, resumed, text: _Text, progress: Progress):
         self.cfg, self.device, self.text, self.progress = cfg, device, text, progress
@@ -337,9 +412,10 @@ class _Run:
         self.recurrent = _is_recurrent(self.model)
         self.data = _DataPosition(text.train_ids, cfg, self.device, self.recurrent)
         self.step, self.best, self.best_step = 0, None, None
+        self.skipped, self.streak = 0, 0      # skipped steps: in all, and in a row up to now
         if resumed is not None:
             self._restore(resumed)
-        self.saved_step = self.step
+        self.saved_step = self.step if resumed is not None else None     # None: nothing saved yet
         self.schedule = schedule_for(cfg, resumed, progress.write)
 
     def _restore(self, resumed) -> None:
@@ -353,14 +429,17 @@ class _Run:
             raise CheckpointError(f"{resumed.json_path}: the training state does not fit this run: "
                                   f"{e}") from None
         self.step = resumed.step
+        self.skipped = int((resumed.extra or {}).get("skipped_steps", 0))
+        self.streak = int((resumed.extra or {}).get("skip_streak", 0))
         self.best = (resumed.metrics.get("best") or {}).get("val_loss")
         self.best_step = (resumed.metrics.get("best") or {}).get("step")
         _truncate_jsonl(self.metrics_path, self.step)
         self.progress.write(f"resumed {self.cfg.model} from {self.out} at step {self.step}")
 
-    def train_step(self) -> tuple[float, float, int]:
-        """One optimizer step at ``self.step``: (its loss, its learning rate, tokens seen).
-        Leaves ``self.step`` alone: the caller counts the step once it is whole."""
+    def train_step(self) -> _Step:
+        """One optimizer step at ``self.step``, or, when its loss or gradient norm is not
+        finite, none (``skipped`` says why). Leaves ``self.step`` alone: the caller counts
+        the step once it is whole."""
         cfg, model, schedule = self.cfg, self.model, self.schedule
         horizon = schedule["lr_decay_iters"]
         lr = optim.cosine_with_warmup(self.step, schedule["lr"], min(schedule["warmup_iters"], horizon),
@@ -369,24 +448,54 @@ class _Run:
             group["lr"] = lr
         x, y = self.data.next_batch()
         # token ids come from the tokenizer, in range by construction: skip the device-side
-        # range checks, so a GPU step never waits for the host (only the logged loss does)
+        # range checks, so a GPU step waits for the device once: to read the loss and the norm
         with mg.device_checks(False):
             if self.recurrent:     # truncated BPTT: start from the last window's state, detached
                 _, loss = model(x, y, state=self.data.state)
                 self.data.state = model.detach_state(model.last_state)
             else:
                 _, loss = model(x, y)
-            loss_value = float(loss.item())
-            if not math.isfinite(loss_value):      # stop before NaN reaches the weights
-                raise TrainingDiverged(
-                    f"training diverged at step {self.step + 1} (loss {loss_value}); lower --lr or raise "
-                    f"--warmup-iters; the last good checkpoint in {self.out} is kept")
             self.opt.zero_grad()
             loss.backward()
-            if cfg.grad_clip > 0:
-                optim.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            self.opt.step()
-        return loss_value, lr, x.size
+            # the total norm (max_norm inf: measured, never scaled); a non-finite one is
+            # reported below as a skipped step, not as clip_grad_norm_'s warning
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                norm = optim.clip_grad_norm_(model.parameters(),
+                                             cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            loss_value, norm_value = _host_floats(loss, norm)     # the step's one host read
+            if math.isfinite(loss_value) and math.isfinite(norm_value):
+                self.opt.step()
+                return _Step(loss_value, lr, x.size, norm_value, None)
+        # skipped: no update; drop the gradients, and a carried state that may hold the NaN
+        self.opt.zero_grad()
+        if self.recurrent:
+            self.data.state = None
+        why = [f"{name} is {v}" for name, v in (("the loss", loss_value), ("the gradient norm", norm_value))
+               if not math.isfinite(v)]
+        return _Step(loss_value, lr, x.size, norm_value, " and ".join(why))
+
+    def skip(self, step: _Step) -> None:
+        """Count the skipped step ``self.step``, log it and warn; when it makes more than
+        ``max_skipped_steps`` in a row, raise TrainingDiverged."""
+        self.skipped, self.streak = self.skipped + 1, self.streak + 1
+        limit = self.cfg.max_skipped_steps
+        _append_jsonl(self.metrics_path, {"step": self.step, "split": "train", "loss": step.loss,
+                                          "lr": step.lr, "grad_norm": step.grad_norm, "skipped": True,
+                                          "reason": step.skipped, "skipped_steps": self.skipped,
+                                          "time": time.time()})
+        if self.streak > limit:
+            kept = (f"the last checkpoint in {self.out} (step {self.saved_step}) is kept"
+                    if self.saved_step is not None else f"no checkpoint was saved in {self.out}")
+            what = (f"{step.skipped} (--max-skipped-steps 0: no step is skipped)" if limit == 0 else
+                    f"{self.streak} steps in a row ({self.step - self.streak + 1} to {self.step}) had a "
+                    f"non-finite loss or gradient, more than --max-skipped-steps {limit} (the last: "
+                    f"{step.skipped}); their updates were not applied")
+            raise TrainingDiverged(f"training diverged at step {self.step}: {what}; lower --lr or raise "
+                                   f"--warmup-iters; {kept}")
+        self.progress.write(f"warning: step {self.step}: {step.skipped}; its update was skipped, the "
+                            f"weights are unchanged ({self.streak} in a row, {self.skipped} in this run; "
+                            f"more than {limit} in a row stop the run: --max-skipped-steps)")
 
     def evaluate(self) -> dict:
         """Evaluate at ``self.step`` on the validation split; logged and returned."""
@@ -401,11 +510,23 @@ class _Run:
 
     def log_train_loss(self, loss: float, lr: float) -> None:
         _append_jsonl(self.metrics_path, {"step": self.step, "split": "train", "loss": loss,
-                                          "lr": lr, "time": time.time()})
+                                          "lr": lr, "skipped_steps": self.skipped, "time": time.time()})
 
     def save(self, last_eval: dict | None) -> None:
-        """Save ``out`` (the last checkpoint), and ``out/best`` when ``last_eval`` is a new best."""
+        """Save ``out`` (the last checkpoint), and ``out/best`` when ``last_eval`` is a new best.
+        TrainingDiverged, and nothing saved, if the weights are not all finite or the
+        evaluation of this step is not: such a model cannot be sampled from."""
         at = self.step
+        broken = None
+        if not self.counted and not _all_finite(self.model.parameters()):
+            broken = "the weights hold NaN or infinite values (an update overflowed)"
+        elif last_eval is not None and last_eval["step"] == at and not math.isfinite(last_eval["loss"]):
+            broken = f"the validation loss is {last_eval['loss']}"
+        if broken is not None:
+            kept = (f"the last checkpoint in {self.out} (step {self.saved_step}) is kept"
+                    if self.saved_step is not None else f"no checkpoint was saved in {self.out}")
+            raise TrainingDiverged(f"training diverged by step {at}: {broken}; lower --lr or raise "
+                                   f"--warmup-iters; {kept}")
         if last_eval is not None and last_eval["step"] == at and (self.best is None
                                                                    or last_eval["loss"] < self.best):
             self.best, self.best_step = last_eval["loss"], at
@@ -420,7 +541,8 @@ class _Run:
                     train_config=self.cfg.to_dict(), data_state=data_state, rng_state=rng_state,
                     metrics={"last": last_eval, "best": {"val_loss": self.best, "step": self.best_step}},
                     extra={"data_sha256": text.data_id, "chars_per_token": text.chars_per_token,
-                           "lr_schedule": self.schedule})
+                           "lr_schedule": self.schedule, "skipped_steps": self.skipped,
+                           "skip_streak": self.streak})
 
 
 # --------------------------------------------------------------------------- the loop
@@ -430,7 +552,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
     """Run (or, with ``cfg.resume``, continue) training; see the module docstring.
 
     ``on_step(step, info)`` is called after every optimizer step with
-    ``info = {"loss", "lr"}`` (and ``"eval"`` when it evaluated); raising
+    ``info = {"loss", "lr", "skipped"}`` (and ``"eval"`` when it evaluated); raising
     KeyboardInterrupt from it acts as Ctrl-C. Progress and logs go to
     ``stream`` (default stderr)."""
     # ---- setup: the config, the checkpoint to continue, the text, the model and its optimizer
@@ -458,6 +580,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
     # so the checkpoint saved below is the last whole step, exactly
     history: list[float] = []
     last_eval = run.evaluate() if resumed is None else (resumed.metrics or {}).get("last")
+    if cfg.max_iters <= run.step:
+        progress.write(f"note: --max-iters {cfg.max_iters}: nothing to train; the initial model is saved to "
+                       f"{out}" if resumed is None else
+                       f"note: this run is at step {run.step} and --max-iters is {cfg.max_iters}: nothing "
+                       "to train (pass a larger --max-iters to continue it)")
     progress.start(run.step)
     snapshot = None
     run.model.train()
@@ -466,14 +593,19 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
         with StopOnCtrlC(progress.write) as ctrl_c:
             while run.step < cfg.max_iters:
                 snapshot = run.data.snapshot()
-                loss, lr, tokens = run.train_step()
+                step = run.train_step()
                 run.step, snapshot = run.step + 1, None      # the step is whole: nothing to roll back
-                history.append(loss)
-                progress.update(run.step, loss, lr, tokens)
-                info: dict[str, Any] = {"loss": loss, "lr": lr}
-                # ---- log; every eval_interval steps (and at the end): evaluate and save
-                if run.step % cfg.log_interval == 0:
-                    run.log_train_loss(loss, lr)
+                history.append(step.loss)
+                progress.update(run.step, step.loss, step.lr, step.tokens)
+                info: dict[str, Any] = {"loss": step.loss, "lr": step.lr, "skipped": step.skipped is not None}
+                # ---- log (a skipped step always); every eval_interval steps (and at the end):
+                # evaluate and save
+                if step.skipped is not None:
+                    run.skip(step)                       # TrainingDiverged after too many in a row
+                else:
+                    run.streak = 0
+                    if run.step % cfg.log_interval == 0:
+                        run.log_train_loss(step.loss, step.lr)
                 if run.step % cfg.eval_interval == 0 or run.step == cfg.max_iters:
                     last_eval = info["eval"] = run.evaluate()
                     run.save(last_eval)
@@ -493,4 +625,4 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
         run.save(last_eval)
     if interrupted:
         progress.write(f"interrupted at step {run.step}; checkpoint saved to {out} (continue with --resume)")
-    return TrainResult(out, run.step, interrupted, history, last_eval, run.best)
+    return TrainResult(out, run.step, interrupted, history, last_eval, run.best, run.skipped)

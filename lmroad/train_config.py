@@ -24,9 +24,14 @@ from .checkpoint import CheckpointError
 from .models import MODELS
 
 __all__ = ["TrainConfig", "resolve_config", "model_config_for", "build_model", "MODEL_KINDS",
-           "schedule_for", "stored_schedule", "SCHEDULE_KEYS"]
+           "schedule_for", "stored_schedule", "SCHEDULE_KEYS", "Range", "RANGES", "MAX_NGRAM_N"]
 
 MODEL_KINDS = tuple(MODELS)      # ngram, rnn, lstm, gru, transformer
+
+# Counting to order n keeps up to n(n+1)/2 token ids per training token (every m-gram, m <= n):
+# order 10 is 55 ids a token, about 2 GB for the 4.6M-character Shakespeare text, and orders
+# above 5 rarely help (the road stops at 5); NGramLM itself takes any order its text supports
+MAX_NGRAM_N = 10
 
 
 # --------------------------------------------------------------------------- configuration
@@ -62,6 +67,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0       # 0: no clipping
+    max_skipped_steps: int = 5   # non-finite steps in a row skipped before the run stops; 0: none
     # evaluation, logging, checkpoints
     eval_interval: int = 250
     eval_iters: int = 20         # validation batches per evaluation; 0: the whole split
@@ -81,7 +87,9 @@ class TrainConfig:
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
 
     def validate(self) -> TrainConfig:
-        """ValueError naming the first setting that makes no sense; returns self."""
+        """ValueError naming the first setting that makes no sense; returns self.
+        Each number must lie in its ``RANGES`` entry (the CLI checks the same ranges while
+        parsing); then the settings that constrain each other are checked together."""
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ValueError(msg)
@@ -100,25 +108,25 @@ class TrainConfig:
                 raise ValueError(f"{_flag(f.name)} must be {_TYPE_NAMES[want]}, got {v!r}")
             if want is float and not math.isfinite(v):
                 raise ValueError(f"{_flag(f.name)} must be a finite number, got {v}")
+            if f.name in RANGES:
+                need(v in RANGES[f.name], f"{_flag(f.name)} must be {RANGES[f.name]}, got {v}")
+            if f.name in ("corpus", "data", "out"):
+                need(v.strip() != "", f"{_flag(f.name)} must not be empty (a corpus name, a file or "
+                                      "a folder)")
         need(self.model in MODEL_KINDS,
              f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
         need(self.tokenizer in ("char", "word"),
              f"--tokenizer must be 'char' or 'word', got {self.tokenizer!r}")
         need(self.progress in ("auto", "bar", "lines", "none"),
              f"--progress must be auto, bar, lines or none, got {self.progress!r}")
-        for name in ("n_layer", "n_head", "n_embd", "hidden_size", "num_layers", "ngram_n",
-                     "batch_size", "block_size", "eval_interval", "log_interval"):
-            need(getattr(self, name) >= 1, f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters", "eval_iters", "seed"):
-            need(getattr(self, name) >= 0, f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        need(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        need(0 <= self.min_lr <= self.lr, f"--min-lr must be in [0, --lr={self.lr}], got {self.min_lr}")
-        need(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+        need(self.min_lr <= self.lr, f"--min-lr must be in [0, --lr={self.lr}], got {self.min_lr}")
+        # AdamW's decoupled decay multiplies the weight matrices by 1 - lr*wd every step: at
+        # lr*wd >= 1 that flips or zeroes them, and their size grows without bound
+        need(self.lr * self.weight_decay < 1,
+             f"--weight-decay {self.weight_decay:g} with --lr {self.lr:g}: AdamW multiplies the weight "
+             f"matrices by 1 - lr*weight_decay = {1 - self.lr * self.weight_decay:g} every step, which "
+             f"must be > 0; valid: --weight-decay below 1/--lr = {1 / self.lr:g}")
         need(not (self.resume and self.overwrite), "--resume and --overwrite cannot be used together")
-        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0: off), got {self.grad_clip}")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
-             f"--beta1 and --beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
         if self.model == "transformer":
             need(self.n_embd % self.n_head == 0,
                  f"--n-embd ({self.n_embd}) must be divisible by --n-head ({self.n_head})")
@@ -136,6 +144,57 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric setting: an int, or a finite float, between ``low`` and
+    ``high`` (None: no bound), each end included unless ``low_open``/``high_open``.
+    ``str(r)`` says it in words ("an integer >= 1", "a finite number in [0, 1)"),
+    ``r.bounds`` the bounds alone ("in [0, 1)", "" when there are none)."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, v) -> bool:
+        if self.kind is float and not math.isfinite(v):
+            return False
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            return False
+        return self.high is None or not (v > self.high or (self.high_open and v == self.high))
+
+    @property
+    def bounds(self) -> str:
+        low, high = (None if b is None else f"{b:g}" for b in (self.low, self.high))
+        if low is not None and high is not None:
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if low is not None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        if high is not None:
+            return f"{'<' if self.high_open else '<='} {high}"
+        return ""
+
+    def __str__(self) -> str:
+        kind = "an integer" if self.kind is int else "a finite number"
+        return f"{kind} {self.bounds}".rstrip()
+
+
+# The range of every numeric setting: TrainConfig.validate and the CLI's parser check these
+RANGES: dict[str, Range] = {
+    "n_layer": Range(int, 1), "n_head": Range(int, 1), "n_embd": Range(int, 1),
+    "hidden_size": Range(int, 1), "num_layers": Range(int, 1), "ngram_n": Range(int, 1, MAX_NGRAM_N),
+    "dropout": Range(float, 0, 1, high_open=True), "forget_bias": Range(float),
+    "max_iters": Range(int, 0), "batch_size": Range(int, 1), "block_size": Range(int, 1),
+    "lr": Range(float, 0, low_open=True), "min_lr": Range(float, 0), "warmup_iters": Range(int, 0),
+    "lr_decay_iters": Range(int, 0), "weight_decay": Range(float, 0),
+    "beta1": Range(float, 0, 1, high_open=True), "beta2": Range(float, 0, 1, high_open=True),
+    "grad_clip": Range(float, 0), "max_skipped_steps": Range(int, 0),
+    "eval_interval": Range(int, 1), "eval_iters": Range(int, 0), "log_interval": Range(int, 1),
+    "seed": Range(int, 0),
+}
 
 
 def _field_types() -> tuple[dict[str, type], set[str]]:

@@ -47,7 +47,8 @@ class Device:
             self.type, self.index = spec.type, spec.index
             return
         if not isinstance(spec, str):
-            raise TypeError(f"device: expected a string like 'cpu' or 'cuda:0', got {type(spec).__name__}")
+            raise TypeError(f"device: expected a string ('cpu', 'cuda', 'cuda:N' or 'fake') or a "
+                            f"Device, got {type(spec).__name__}")
         kind, _, idx = spec.partition(":")
         if kind not in ("cpu", "cuda", "fake"):
             raise ValueError(f"device: unknown device {spec!r}; valid: 'cpu', 'cuda', 'cuda:N', 'fake'")

@@ -76,24 +76,28 @@ def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fi + fo)))
 
 
-def _kaiming_std(t: Tensor, a: float, mode: str, nonlinearity: str) -> float:
+def _kaiming_std(t: Tensor, a: float, mode: str, nonlinearity: str, op: str) -> float:
     fi, fo = _fans(t)
     if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"kaiming: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+        raise ValueError(f"{op}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan = fi if mode == "fan_in" else fo
-    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    try:
+        gain = calculate_gain(nonlinearity, a)
+    except ValueError as e:
+        raise ValueError(f"{op}: {str(e).split(': ', 1)[1]}") from None
+    return gain / math.sqrt(fan)
 
 
 def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu") -> Tensor:
     """U(-b, b), b = gain √(3 / fan) (He et al. 2015)."""
-    bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
+    bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity, "kaiming_uniform_")
     return uniform_(t, -bound, bound)
 
 
 def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu") -> Tensor:
-    return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity))
+    return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity, "kaiming_normal_"))
 
 
 def orthogonal_(t: Tensor, gain: float = 1.0) -> Tensor:

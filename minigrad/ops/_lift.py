@@ -74,13 +74,24 @@ def normalize_axes(axis, ndim: int, op: str) -> tuple[int, ...]:
     for a in axes:
         if not isinstance(a, (int, np.integer)):
             raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
-        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -max(ndim, 1) <= a < max(ndim, 1):    # a 0-d tensor: axis 0 or -1, as one axis
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims "
-                             f"(valid: {-ndim} to {ndim - 1})")
+                             f"(valid: {f'{-ndim} to {ndim - 1}' if ndim else '0 or -1'})")
         out.append(int(a) % max(ndim, 1))
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis!r}")
     return tuple(sorted(out)) if ndim else ()
+
+
+def single_axis(axis, ndim: int, op: str) -> int:
+    """One axis (an int; negative counts from the end) as a non-negative index into a
+    tensor with ``ndim`` dims (>= 1: ops that need a real axis check 0-d themselves)."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{op}: axis must be one int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a tensor with {ndim} dims "
+                         f"(valid: {-ndim} to {ndim - 1})")
+    return int(axis) % ndim
 
 
 def begin_inplace(x: Tensor, op: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import backend
 from ..autograd import Function
 from ..tensor import Tensor
-from ._lift import broadcast_shape, lift, normalize_axes
+from ._lift import broadcast_shape, lift, normalize_axes, single_axis
 
 
 class _NoGrad(Function):
@@ -115,20 +115,36 @@ class ArgMax(_NoGrad):
 
 
 def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
-    ax = None if axis is None else normalize_axes(axis, x.ndim, "argmax")[0]
+    # one axis (NumPy's argmax takes no tuple); a 0-d tensor's axis 0 / -1 is the element itself
+    if axis is None:
+        ax = None
+    elif x.ndim == 0:
+        single_axis(axis, 1, "argmax")     # 0 or -1: the element itself
+        ax = None
+    else:
+        ax = single_axis(axis, x.ndim, "argmax")
     return ArgMax.apply(x, axis=ax, keepdims=keepdims, fn="argmax")
 
 
 def argmin(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
-    ax = None if axis is None else normalize_axes(axis, x.ndim, "argmin")[0]
+    # one axis (NumPy's argmax takes no tuple); a 0-d tensor's axis 0 / -1 is the element itself
+    if axis is None:
+        ax = None
+    elif x.ndim == 0:
+        single_axis(axis, 1, "argmin")     # 0 or -1: the element itself
+        ax = None
+    else:
+        ax = single_axis(axis, x.ndim, "argmin")
     return ArgMax.apply(x, axis=ax, keepdims=keepdims, fn="argmin")
 
 
 def any(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    axis = normalize_axes(axis, x.ndim, "any")     # errors name any, not the sum inside
     return (x != 0).astype("int64").sum(axis=axis, keepdims=keepdims) > 0
 
 
 def all(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    axis = normalize_axes(axis, x.ndim, "all")     # errors name all, not the sum inside
     return (x == 0).astype("int64").sum(axis=axis, keepdims=keepdims) == 0
 
 

@@ -78,7 +78,12 @@ class Div(Function):
 
 
 class Pow(Function):
-    """x ** y; d/dx = y x^(y-1), d/dy = x^y log x (taken as 0 where x <= 0)."""
+    """x ** y; d/dx = y x^(y-1), d/dy = x^y log x.
+
+    At the edge points the formulas give 0·∞ where the function is smooth, and the
+    gradient is what PyTorch returns there: d/dx = 0 at y = 0, x = 0 (x^0 = 1 for every
+    x, so its derivative is 0 there too), d/dy = 0 where x = 0 and y >= 0 (0^y is constant 0 for y > 0, 1 at
+    y = 0). Where x < 0, d/dy is NaN: x^y has no real derivative in y there."""
     op_name = "pow"
 
     def forward(self, x, y):
@@ -86,12 +91,16 @@ class Pow(Function):
 
     def backward(self, g):
         x, y = self.inputs
-        gx = g * y * x ** (y - 1) if x.requires_grad else None
-        gy = None
+        gx = gy = None
+        if x.requires_grad:
+            # only at x = 0 and y = 0 does y x^(y-1) read 0 · 0^-1 = 0 · inf; there the
+            # exponent is replaced too, so no inf reaches a second derivative either
+            edge = (y == 0) & (x == 0)
+            gx = where(edge, 0.0, g * y * x ** where(edge, 1.0, y - 1))
         if y.requires_grad:
-            pos = x > 0
-            safe_log = where(pos, x, 1.0).log()
-            gy = g * where(pos, self.output * safe_log, 0.0)
+            flat = (x == 0) & (y >= 0)
+            safe_log = where(flat, 1.0, x).log()       # log of x < 0 stays NaN, as it should
+            gy = where(flat, 0.0, g * self.output * safe_log)
         return gx, gy
 
 

@@ -8,6 +8,7 @@ from .. import backend
 from ..autograd import Function
 from ..tensor import Tensor, get_default_dtype
 from ._lift import normalize_axes, require_float
+from .elementwise import where
 
 
 def _keep_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
@@ -73,6 +74,24 @@ class LogSumExp(Function):
         return _expand_back(g, x.shape, self.axes, self.keepdims) * (x - y).exp()
 
 
+class Root(Function):
+    """y = s^(1/p) of a sum s >= 0 of p-th powers (std, norms); dy/ds = y / (p s).
+
+    At s = 0 that is 0·∞, where the norm (or std) has a kink: the gradient there is 0,
+    as PyTorch returns (the subgradient of smallest size). The masked denominators keep
+    the second derivative finite too."""
+    op_name = "root"
+    saves_output = True
+
+    def forward(self, s):
+        return s ** (1.0 / self.p) if self.p != 2 else backend.xp_of(s).sqrt(s)
+
+    def backward(self, g):
+        s, y = self.inputs[0], self.output
+        zero = y == 0
+        return where(zero, 0.0, g * y / (self.p * where(zero, 1.0, s)))
+
+
 def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - NumPy name
     axes = normalize_axes(axis, x.ndim, "sum")
     if x.dtype.kind == "b":
@@ -112,8 +131,29 @@ def var(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
 
 
 def std(x: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    """√var; where the values are all equal (std 0) the gradient is 0, as in PyTorch."""
     normalize_axes(axis, x.ndim, "std")   # so a bad axis names std, not var
-    return var(x, axis=axis, keepdims=keepdims, ddof=ddof).sqrt()
+    return Root.apply(var(x, axis=axis, keepdims=keepdims, ddof=ddof), p=2)
+
+
+def norm(x: Tensor, ord=2, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A002 - NumPy name
+    """The vector p-norm over ``axis`` (all elements by default), PyTorch's
+    ``linalg.vector_norm``: ``ord`` 2 (√Σx²), 1 (Σ|x|), inf (max |x|), -inf (min |x|),
+    or any p >= 1 ((Σ|x|^p)^(1/p)). At x = 0 the gradient is 0, as in PyTorch."""
+    require_float(x, "norm")
+    axes = normalize_axes(axis, x.ndim, "norm")
+    if isinstance(ord, bool) or not isinstance(ord, (int, float)) or not (
+            ord >= 1 or ord == -math.inf):
+        raise ValueError(f"norm: ord must be 1, 2, inf, -inf or a number p >= 1, got {ord!r}")
+    a = x.abs()
+    if ord == math.inf:
+        return max(a, axis=axes, keepdims=keepdims)
+    if ord == -math.inf:
+        return min(a, axis=axes, keepdims=keepdims)
+    if ord == 1:
+        return sum(a, axis=axes, keepdims=keepdims)
+    powered = x * x if ord == 2 else a ** float(ord)
+    return Root.apply(sum(powered, axis=axes, keepdims=keepdims), p=float(ord))
 
 
 def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
@@ -123,7 +163,7 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 
 # --------------------------------------------------------------------------- exports
 
-__all__ = ["sum", "mean", "max", "min", "var", "std", "logsumexp"]
+__all__ = ["sum", "mean", "max", "min", "var", "std", "norm", "logsumexp"]
 
-METHODS = {"sum": sum, "mean": mean, "max": max, "min": min, "var": var, "std": std,
+METHODS = {"sum": sum, "mean": mean, "max": max, "min": min, "var": var, "std": std, "norm": norm,
            "logsumexp": logsumexp}

@@ -13,7 +13,7 @@ from .. import backend
 from ..autograd import Function, is_grad_enabled
 from ..errors import DeviceError
 from ..tensor import Tensor, _check_dtype
-from ._lift import broadcast_shape, normalize_axes
+from ._lift import broadcast_shape, normalize_axes, single_axis
 
 
 def _as_shape(shape, op: str) -> tuple[int, ...]:
@@ -180,7 +180,9 @@ permute = transpose
 
 
 def swapaxes(x: Tensor, axis1: int, axis2: int) -> Tensor:
-    a, b = normalize_axes(axis1, x.ndim, "swapaxes")[0], normalize_axes(axis2, x.ndim, "swapaxes")[0]
+    if x.ndim == 0:
+        raise ValueError("swapaxes: a 0-d tensor has no axes to swap")
+    a, b = single_axis(axis1, x.ndim, "swapaxes"), single_axis(axis2, x.ndim, "swapaxes")
     perm = list(range(x.ndim))
     perm[a], perm[b] = perm[b], perm[a]
     return Transpose.apply(x, axes=tuple(perm))
@@ -214,12 +216,15 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
     return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
 
 
-def unsqueeze(x: Tensor, axis: int) -> Tensor:
-    """Insert a size-1 axis at ``axis`` (``numpy.expand_dims``)."""
-    nd = x.ndim + 1
-    if not -nd <= axis < nd:
-        raise ValueError(f"unsqueeze: axis {axis} is out of range for a result with {nd} dims")
-    axis %= nd
+def unsqueeze(x: Tensor, axis) -> Tensor:
+    """Insert a size-1 axis at ``axis`` (``numpy.expand_dims``; a tuple inserts several,
+    each counted in the result's dims)."""
+    if isinstance(axis, (tuple, list)):
+        nd = x.ndim + len(axis)
+        axes = set(normalize_axes(tuple(axis), nd, "unsqueeze")) if axis else set()
+        it = iter(x.shape)
+        return reshape(x, tuple(1 if i in axes else next(it) for i in range(nd)))
+    axis = single_axis(axis, x.ndim + 1, "unsqueeze")
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
@@ -239,12 +244,15 @@ def _check_same(tensors: Sequence[Tensor], op: str) -> list[Tensor]:
     return [t if t.dtype == dt else t.astype(dt) for t in ts]
 
 
-def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+def concatenate(tensors: Sequence[Tensor], axis: int | None = 0) -> Tensor:
+    """Join along ``axis``; ``axis=None`` flattens each tensor first (as NumPy)."""
     ts = _check_same(tensors, "concatenate")
+    if axis is None:
+        ts, axis = [t.reshape(-1) for t in ts], 0
     nd = ts[0].ndim
     if nd == 0:
         raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated; use stack")
-    ax = normalize_axes(axis, nd, "concatenate")[0]
+    ax = single_axis(axis, nd, "concatenate")
     for t in ts:
         if t.ndim != nd or t.shape[:ax] + t.shape[ax + 1:] != ts[0].shape[:ax] + ts[0].shape[ax + 1:]:
             raise ValueError(f"concatenate: shapes {[t.shape for t in ts]} differ outside axis {ax}")
@@ -258,15 +266,15 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     ts = _check_same(tensors, "stack")
     if any(t.shape != ts[0].shape for t in ts):
         raise ValueError(f"stack: all tensors must have the same shape, got {[t.shape for t in ts]}")
-    nd = ts[0].ndim + 1
-    if not -nd <= axis < nd:
-        raise ValueError(f"stack: axis {axis} is out of range for a result with {nd} dims")
+    axis = single_axis(axis, ts[0].ndim + 1, "stack")
     return concatenate([unsqueeze(t, axis) for t in ts], axis=axis)
 
 
 def split(x: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
     """``numpy.split``: an int n gives n equal parts; a list gives the cut points."""
-    ax = normalize_axes(axis, x.ndim, "split")[0]
+    if x.ndim == 0:
+        raise ValueError("split: a 0-d tensor has no axis to split")
+    ax = single_axis(axis, x.ndim, "split")
     n = x.shape[ax]
     if isinstance(indices_or_sections, (int, np.integer)):
         k = int(indices_or_sections)
@@ -320,7 +328,11 @@ def to(x: Tensor, device=None, dtype=None) -> Tensor:
     if dtype is not None:
         out = astype(out, dtype)
     if device is not None:
-        out = to_device(out, backend.device(device))
+        try:
+            dev = backend.device(device)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"to: {e}") from None
+        out = to_device(out, dev)
     return out
 
 

@@ -91,7 +91,10 @@ class CrossEntropy(Function):
         elif self.reduction == "sum":
             w = valid * g
         else:
-            w = valid * (g / Tensor._make(self.count, g._device))
+            # every target ignored: the loss is NaN (0/0, as in PyTorch) but the gradient
+            # is zero, not NaN: no row counts, so no row moves (hence the max with 1)
+            count = backend.xp_of(self.count).maximum(self.count, 1)
+            w = valid * (g / Tensor._make(count, g._device))
         return w.reshape((-1, 1))
 
     def backward(self, g):

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from lmroad import cli
 from lmroad.checkpoint import read_checkpoint
 from lmroad.data import tiny_corpus
+from lmroad.train_config import RANGES, Range
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--hidden-size", "16", "--batch-size", "4",
         "--block-size", "16", "--eval-iters", "2", "--log-interval", "2", "--warmup-iters", "2",
@@ -232,9 +233,9 @@ def test_road_missing_is_a_clear_message(monkeypatch, capsys):
 # =========================================================================== bad input
 
 @pytest.mark.parametrize(("argv", "code", "fragments"), [
-    (["train", "--lr", "-1"], 2, ("lmroad train: error:", "--lr must be > 0")),
+    (["train", "--lr", "-1"], 2, ("lmroad train: error: argument --lr:", "a finite number > 0, got '-1'")),
     (["train", "--max-iters", "abc"], 2, ("--max-iters", "expected an integer")),
-    (["train", "--batch-size", "0"], 2, ("--batch-size", "must be >= 1")),
+    (["train", "--batch-size", "0"], 2, ("argument --batch-size:", "must be an integer >= 1, got '0'")),
     (["train", "--model", "mamba"], 2, ("--model", "invalid choice")),
     (["train", "--device", "tpu"], 2, ("--device", "invalid device")),
     (["train", "--data", "/no/such/file.txt"], 2, ("lmroad train: error:", "/no/such/file.txt")),
@@ -250,13 +251,13 @@ def test_bad_arguments_print_one_line_and_exit_nonzero(argv, code, fragments, ca
 
 
 @pytest.mark.parametrize(("extra", "fragments"), [
-    (["--top-k", "0"], ("--top-k", "must be >= 1")),
-    (["--top-p", "1.5"], ("--top-p must be in (0, 1]",)),
-    (["--top-p", "0"], ("--top-p must be in (0, 1]",)),
-    (["--temperature", "-0.5"], ("--temperature must be",)),
-    (["--temperature", "nan"], ("--temperature must be",)),
-    (["--max-new-tokens", "-3"], ("--max-new-tokens", "must be >= 0")),
-    (["--num-samples", "0"], ("--num-samples", "must be >= 1")),
+    (["--top-k", "0"], ("argument --top-k:", "must be an integer >= 1")),
+    (["--top-p", "1.5"], ("argument --top-p:", "must be a finite number in (0, 1], got '1.5'")),
+    (["--top-p", "0"], ("argument --top-p:", "in (0, 1]")),
+    (["--temperature", "-0.5"], ("argument --temperature:", "must be a finite number >= 0")),
+    (["--temperature", "nan"], ("argument --temperature:", "must be a finite number >= 0, got 'nan'")),
+    (["--max-new-tokens", "-3"], ("argument --max-new-tokens:", "must be an integer >= 0")),
+    (["--num-samples", "0"], ("argument --num-samples:", "must be an integer >= 1")),
     (["--prompt", "Zebra€"], ("--prompt has 2 character(s)", "'Z'", "'€'")),
     (["--prompt", ""], ("--prompt must not be empty",)),
     (["--prompt", "a", "--prompt-file", "p.txt"], ("not allowed with",)),
@@ -368,3 +369,162 @@ def test_the_top_level_help_says_every_command_takes_threads(capsys):
     assert cli.main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "Every command takes --threads N" in text
+
+
+# =========================================================================== every flag's range
+
+def _bad_values(r: Range) -> list[str]:
+    """Values outside ``r`` (or not numbers at all), as typed on a command line."""
+    bad = ["abc", "", "1e400x"]
+    bad += ["1.5", "1e3"] if r.kind is int else ["nan", "inf", "-inf"]
+    if r.low is not None:
+        bad.append(repr(r.low if r.low_open else r.low - 1))
+    if r.high is not None:
+        bad.append(repr(r.high if r.high_open else r.high + 1))
+    return bad
+
+
+def _flag_cases():
+    """(command line before the flag, flag, range) for every numeric flag of train, sample, eval."""
+    yield from ((["train"], "--" + name.replace("_", "-"), r) for name, r in RANGES.items())
+    yield from ((["sample", "--checkpoint", "x"], "--" + name.replace("_", "-"), r)
+                for name, r in cli._SAMPLE_RANGES.items())
+    yield from ((["eval", "--checkpoint", "x"], "--" + name.replace("_", "-"), r)
+                for name, r in cli._EVAL_RANGES.items())
+
+
+BAD_FLAG_VALUES = [(head, flag, value, str(r)) for head, flag, r in _flag_cases() for value in _bad_values(r)]
+
+
+@pytest.mark.parametrize(("head", "flag", "value", "valid"), BAD_FLAG_VALUES,
+                         ids=[f"{h[0]}{f}={v!r}" for h, f, v, _ in BAD_FLAG_VALUES])
+def test_every_numeric_flag_refuses_a_value_outside_its_range_while_parsing(head, flag, value, valid, capsys):
+    # --flag=value: argparse reads a lone "-inf" as another option, not as a value
+    err = one_line_error(capsys, cli.main([*head, f"{flag}={value}"]), 2, f"argument {flag}:", valid,
+                         repr(value))
+    assert f"lmroad {head[0]}: error:" in err
+
+
+@pytest.mark.parametrize(("head", "flag"), [
+    (["train"], "--out"), (["train"], "--data"), (["train"], "--corpus"), (["train"], "--config"),
+    (["sample"], "--checkpoint"), (["sample", "--checkpoint", "x"], "--prompt-file"),
+    (["eval"], "--checkpoint"), (["eval", "--checkpoint", "x"], "--data"),
+])
+def test_a_path_flag_refuses_an_empty_string(head, flag, capsys):
+    one_line_error(capsys, cli.main([*head, flag, ""]), 2, f"argument {flag}:", "must not be empty")
+
+
+@pytest.mark.parametrize(("argv", "fragments"), [
+    (["--model", "mamba"], ("--model", "invalid choice", "ngram", "transformer")),
+    (["--tokenizer", "bpe"], ("--tokenizer", "invalid choice", "char", "word")),
+    (["--progress", "fancy"], ("--progress", "invalid choice", "lines")),
+    (["--device", "tpu"], ("--device", "cpu, cuda, cuda:N or fake")),
+])
+def test_a_choice_flag_lists_its_choices(argv, fragments, capsys):
+    one_line_error(capsys, cli.main(["train", *argv]), 2, *fragments)
+
+
+@pytest.mark.parametrize(("argv", "fragments"), [
+    (["--lr", "0.1", "--min-lr", "0.2"], ("--min-lr must be in [0, --lr=0.1], got 0.2",)),
+    (["--lr", "0.01", "--weight-decay", "100"], ("--weight-decay 100 with --lr 0.01", "below 1/--lr = 100")),
+    (["--n-embd", "10", "--n-head", "4"], ("--n-embd (10) must be divisible by --n-head (4)",)),
+])
+def test_flags_that_constrain_each_other_are_checked_before_training(argv, fragments, capsys, tmp_path):
+    one_line_error(capsys, cli.main(["train", *argv, "--out", str(tmp_path)]), 2, "lmroad train: error:",
+                   *fragments)
+    assert not any(tmp_path.iterdir())
+
+
+def test_every_numeric_flag_states_its_range_in_its_help():
+    parsers = build_subparsers()
+    tables = [("train", RANGES), ("sample", cli._SAMPLE_RANGES), ("eval", cli._EVAL_RANGES)]
+    for command, ranges in tables:
+        actions = {a.dest: a for a in parsers[command]._actions}
+        for name, r in ranges.items():
+            assert f"({r.bounds or 'any finite number'}" in actions[name].help, (command, name)
+
+
+def build_subparsers() -> dict:
+    import argparse
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+# =========================================================================== edge values end usable
+
+EDGE_RUNS = [    # extra flags, the exit status they lead to (0: a checkpoint; 1, 2: a one-line error)
+    (["--max-iters", "0"], 0),                                  # the initial model, saved
+    (["--max-iters", "0", "--model", "lstm"], 0),
+    (["--max-iters", "1", "--eval-interval", "1000"], 0),       # saved at the end all the same
+    (["--max-iters", "2", "--eval-interval", "1", "--log-interval", "1000000"], 0),
+    (["--eval-iters", "0"], 0),                                 # all of the validation text
+    (["--eval-iters", "1000000"], 0),
+    (["--batch-size", "300", "--eval-iters", "1"], 0),          # more windows than the text has
+    (["--batch-size", "1000", "--model", "gru"], 2),            # lanes shorter than a window
+    (["--block-size", "1"], 0),
+    (["--block-size", "1000000"], 2),                           # longer than the text
+    (["--warmup-iters", "1000000"], 0),
+    (["--lr-decay-iters", "0"], 0),
+    (["--min-lr", "0.001", "--lr", "0.001"], 0),
+    (["--lr", "1e30", "--weight-decay", "0", "--warmup-iters", "0", "--min-lr", "0"], 1),   # diverges
+    (["--dropout", "0.99", "--model", "lstm"], 0),
+    (["--grad-clip", "0"], 0),
+    (["--grad-clip", "1e-30"], 0),
+    (["--beta1", "0", "--beta2", "0"], 0),
+    (["--seed", "0"], 0),
+    (["--seed", str(2**70)], 0),
+    (["--max-skipped-steps", "0"], 0),
+    (["--model", "ngram", "--ngram-n", "1"], 0),
+    (["--model", "ngram", "--ngram-n", "10"], 0),
+    (["--tokenizer", "word", "--block-size", "4"], 0),
+    (["--model", "lstm", "--forget-bias", "1e30"], 0),
+    (["--n-head", "16"], 0),                                    # heads of width 1
+    (["--model", "rnn", "--num-layers", "3"], 0),
+    (["--device", "fake", "--max-iters", "1"], 0),
+]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # NumPy's, from the run that diverges
+@pytest.mark.parametrize(("extra", "expected"), EDGE_RUNS, ids=[" ".join(e) for e, _ in EDGE_RUNS])
+def test_every_train_that_exits_0_leaves_a_checkpoint_sample_and_eval_accept(extra, expected, text_file,
+                                                                            tmp_path, capsys):
+    """Each edge value either trains, and then sample and eval take its checkpoint, or is a
+    one-line error; never a traceback, never a 0 without a usable checkpoint."""
+    argv = ["train", "--data", str(text_file), "--out", str(tmp_path), "--max-iters", "3",
+            "--eval-interval", "2", *TINY, *extra]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == expected and "Traceback" not in err, err
+    if code != 0:
+        assert err.strip().splitlines()[-1].startswith("lmroad train: error:"), err
+        assert not (tmp_path / "checkpoint.json").exists()
+        return
+    max_iters = int(argv[len(argv) - argv[::-1].index("--max-iters")])           # the last one given
+    assert read_checkpoint(tmp_path).step == (0 if "ngram" in extra else max_iters)
+    assert cli.main(["sample", "--checkpoint", str(tmp_path), "--max-new-tokens", "5", "--seed", "0"]) == 0, \
+        capsys.readouterr().err
+    assert cli.main(["eval", "--checkpoint", str(tmp_path), "--max-batches", "2", "--json"]) == 0, \
+        capsys.readouterr().err
+    assert np.isfinite(json.loads(capsys.readouterr().out.splitlines()[-1])["loss"])
+
+
+def test_train_reports_skipped_steps_when_done(text_file, tmp_path, monkeypatch, capsys):
+    from lmroad.models import TransformerLM
+    real = TransformerLM.forward
+    calls = {"n": 0}
+
+    def nan_on_step_2(self, idx, targets=None):
+        logits, loss = real(self, idx, targets)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(TransformerLM, "forward", nan_on_step_2)
+    args = ["train", "--data", str(text_file), "--out", str(tmp_path), "--max-iters", "3", *TINY[:-2],
+            "--progress", "lines", "--max-skipped-steps", "1"]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: step 2: the loss is nan" in err
+    assert "done: transformer at step 3" in err and "1 step(s) skipped (non-finite loss or gradient)" in err

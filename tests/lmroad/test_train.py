@@ -282,6 +282,7 @@ def test_tqdm_bar_when_asked(text_file, tmp_path):
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint(text_file, tmp_path, monkeypatch):
+    """With --max-skipped-steps 0 the first NaN stops the run (skipping: test_nonfinite.py)."""
     train(config(text_file, tmp_path, max_iters=2))
     real = TransformerLM.forward
 
@@ -290,24 +291,77 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint(text_
         return logits, loss * float("nan")
 
     monkeypatch.setattr(TransformerLM, "forward", nan_loss)
-    with pytest.raises(TrainingDiverged, match="diverged at step 3"):
-        train(config(text_file, tmp_path, max_iters=4, resume=True))
+    with pytest.raises(TrainingDiverged, match="diverged at step 3: the loss is nan"):
+        train(config(text_file, tmp_path, max_iters=4, resume=True, max_skipped_steps=0))
     assert read_checkpoint(tmp_path).step == 2
 
 
+def test_max_iters_0_saves_the_initial_model_and_says_so(text_file, tmp_path):
+    stream = io.StringIO()
+    result = train(config(text_file, tmp_path, "lstm", max_iters=0, progress="lines"), stream=stream)
+    assert result.step == 0 and result.train_losses == []
+    note = f"note: --max-iters 0: nothing to train; the initial model is saved to {tmp_path}"
+    assert note in stream.getvalue()
+    model, c = load_model(tmp_path)
+    assert c.step == 0 and read_checkpoint(tmp_path / "best").step == 0
+    assert c.metrics["last"]["loss"] == pytest.approx(result.last_eval["loss"])
+    resumed = train(config(text_file, tmp_path, "lstm", max_iters=2, resume=True))   # and it resumes
+    assert resumed.step == 2
+
+
+def test_resuming_a_run_past_its_max_iters_says_there_is_nothing_to_do(text_file, tmp_path):
+    train(config(text_file, tmp_path, max_iters=3))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    stream = io.StringIO()
+    result = train(config(text_file, tmp_path, max_iters=2, resume=True, progress="lines"), stream=stream)
+    assert result.step == 3
+    assert "note: this run is at step 3 and --max-iters is 2: nothing to train" in stream.getvalue()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before                 # nothing saved again
+
+
+def test_an_ngram_order_above_the_text_length_is_a_clear_error(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("abcdefgh\nab\n", encoding="utf-8")     # 9 training characters, 3 validation
+    with pytest.raises(ValueError, match=r"--ngram-n 10 is above what the training text supports: it has "
+                                         r"9 tokens, so not one 10-gram to count; valid here: --ngram-n 1 "
+                                         r"to 9"):
+        train(config(short, tmp_path / "out", "ngram", ngram_n=10, block_size=2))
+    assert train(config(short, tmp_path / "ok", "ngram", ngram_n=9, block_size=2)).last_eval is not None
+
+
+def test_a_batch_too_wide_for_a_recurrent_model_is_a_clear_error(text_file, tmp_path):
+    with pytest.raises(ValueError, match=r"--batch-size 1000: a recurrent model reads the training text "
+                                         r"\(\d+ tokens\) as 1000 lanes of \d+ tokens, but one window of "
+                                         r"--block-size 16 needs 17; valid here: --batch-size up to \d+"):
+        train(config(text_file, tmp_path, "gru", batch_size=1000))
+
+
 @pytest.mark.parametrize(("change", "message"), [
-    ({"lr": -1.0}, "--lr must be > 0"),
-    ({"min_lr": 1.0}, "--min-lr must be in"),
+    ({"lr": -1.0}, r"--lr must be a finite number > 0, got -1.0"),
+    ({"min_lr": 1.0}, r"--min-lr must be in \[0, --lr=0.001\], got 1.0"),
     ({"model": "lstmm"}, "--model must be one of"),
-    ({"batch_size": 0}, "--batch-size must be >= 1"),
+    ({"batch_size": 0}, "--batch-size must be an integer >= 1, got 0"),
     ({"n_embd": 10, "n_head": 4}, "divisible"),
-    ({"dropout": 1.0}, "--dropout"),
+    ({"dropout": 1.0}, r"--dropout must be a finite number in \[0, 1\), got 1.0"),
     ({"max_iters": 2.5}, "--max-iters must be an integer"),
     ({"device": "tpu"}, "unknown device"),
+    ({"ngram_n": 11}, r"--ngram-n must be an integer in \[1, 10\], got 11"),
+    ({"max_skipped_steps": -1}, "--max-skipped-steps must be an integer >= 0, got -1"),
+    ({"beta2": 1.0}, r"--beta2 must be a finite number in \[0, 1\)"),
+    ({"weight_decay": 1000.0}, r"--weight-decay 1000 with --lr 0.001: .* below 1/--lr = 1000"),
+    ({"out": ""}, "--out must not be empty"),
+    ({"data": " "}, "--data must not be empty"),
+    ({"grad_clip": math.inf}, "--grad-clip must be a finite number, got inf"),
 ])
 def test_bad_settings_are_value_errors_naming_the_flag(change, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(TrainConfig(), **change).validate()
+
+
+def test_every_numeric_setting_has_a_range():
+    from lmroad.train_config import _FIELD_TYPES, RANGES
+    numeric = {f.name for f in dataclasses.fields(TrainConfig) if _FIELD_TYPES[f.name] in (int, float)}
+    assert numeric == set(RANGES)
 
 
 def test_word_models_report_bits_per_character_not_per_token(text_file, tmp_path):

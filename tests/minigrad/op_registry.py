@@ -199,6 +199,30 @@ register("var", mg.var, reduction(distinct_arrays, ddof=True), np.var)
 register("std", mg.std, reduction(distinct_arrays, min_count=2, ddof=True), np.std)
 register("logsumexp", mg.logsumexp, reduction(min_count=0), _ref_logsumexp, empty_ok=True)
 
+
+def _norm_cases(min_side):
+    # |x| has a kink at 0 and max |x| at ties: values kept away from 0 and from each other
+    def signed(shape):
+        n = math.prod(shape)
+        return st.tuples(distinct_arrays(shape, 0.25, 2.0),
+                         st.lists(st.sampled_from([-1.0, 1.0]), min_size=n, max_size=n)).map(
+            lambda a_s: a_s[0] * np.reshape(a_s[1], shape))
+    return reduction(signed)(min_side).flatmap(
+        lambda c: st.sampled_from([1, 2, 3, 1.5, math.inf, -math.inf]).map(
+            lambda o: Case(c.args, {**c.kwargs, "ord": o})))
+
+
+def _ref_norm(x, axis, keepdims, ord):
+    a = np.abs(x)
+    if ord == math.inf:
+        return a.max(axis=axis, keepdims=keepdims)
+    if ord == -math.inf:
+        return a.min(axis=axis, keepdims=keepdims)
+    return (a ** ord).sum(axis=axis, keepdims=keepdims) ** (1 / ord)
+
+
+register("norm", mg.norm, _norm_cases, _ref_norm)
+
 # --------------------------------------------------------------------------- matmul
 
 
@@ -411,6 +435,7 @@ register("pad", mg.pad, _pad_cases,
          lambda x, pad_width, value: np.pad(x, pad_width, constant_values=value), empty_ok=True)
 register("astype", lambda x: x.astype("float32"), unary(), lambda x: x.astype(np.float32),
          via_float32=True, empty_ok=True)
+register("clone", mg.clone, unary(), lambda x: x.copy(), empty_ok=True)
 
 # --------------------------------------------------------------------------- indexing
 
