@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,6 +36,15 @@ class Case(NamedTuple):
     kwargs: dict[str, Any]  # everything else, passed to fn and ref alike
 
 
+class Edge(NamedTuple):
+    """A point where a derivative formula evaluates 0·∞ or 0/0 although the function is
+    smooth there (or has a one-sided value), and the gradient PyTorch returns there.
+    ``grads`` holds one array per float argument, for an upstream gradient of ones."""
+    case: Case
+    grads: tuple
+    why: str
+
+
 @dataclass(frozen=True)
 class OpInfo:
     name: str                                           # unique; shown in test ids
@@ -47,6 +56,7 @@ class OpInfo:
     empty_ok: bool = False                              # defined on empty inputs: test them too
     via_float32: bool = False                           # rounds through float32 (astype)
     random: bool = False                                # draws random numbers (differ on cuda)
+    edges: tuple[Edge, ...] = ()                        # fixed points where formulas meet 0·∞
 
     @property
     def exports(self) -> tuple[str, ...]:
@@ -1160,3 +1170,52 @@ register("nll_loss[weight, N C d...]",
          lambda x, t, *w, ignore_index, reduction:
          F.nll_loss(x, t, weight=w[0] if w else None, ignore_index=ignore_index, reduction=reduction),
          lambda s: _class_index_cases(s, with_weight=True), _ref_nll_weighted, covers=())
+
+
+# --------------------------------------------------------------------------- edge points
+# Explicit examples beside the drawn cases (test_ops_registry.py checks them on every
+# device): each gradient below is what PyTorch returns at that point, in float64.
+
+def edge(name: str, args, grads, why: str, **kwargs) -> None:
+    """Add an edge example to the entry ``name`` (args: lists or arrays; grads: one
+    per float argument, for an upstream gradient of ones)."""
+    i = next(i for i, e in enumerate(REGISTRY) if e.name == name)
+    case = Case(tuple(np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f"
+                      else np.asarray(a) for a in args), kwargs)
+    grads = tuple(np.asarray(g, dtype=np.float64) for g in grads)
+    REGISTRY[i] = replace(REGISTRY[i], edges=REGISTRY[i].edges + (Edge(case, grads, why),))
+
+
+inf, nan = math.inf, math.nan
+edge("pow", ([0.0], [0.0]), ([0.0], [0.0]), "x^0 = 1 for every x; 0^y = 0 for y > 0")
+edge("pow", ([0.0], [2.0]), ([0.0], [0.0]), "0^y is flat in y for y > 0: log 0 · 0 taken as 0")
+edge("pow", ([0.0], [0.5]), ([inf], [0.0]), "√x at 0: an infinite slope, not NaN")
+edge("pow", ([-2.0], [2.0]), ([-4.0], [nan]), "x < 0: x^y has no real derivative in y")
+edge("sqrt", ([0.0],), ([inf],), "one-sided: the slope of √x at 0+ is +inf")
+edge("log", ([0.0],), ([inf],), "one-sided: the slope of log x at 0+ is +inf")
+edge("abs", ([0.0, -1.0],), ([0.0, -1.0],), "sign(0) = 0, the subgradient PyTorch picks")
+edge("relu", ([0.0, 2.0],), ([0.0, 1.0],), "relu'(0) = 0, as PyTorch")
+edge("maximum", ([1.0], [1.0]), ([0.5], [0.5]), "a tie shares the gradient evenly")
+edge("max", ([1.0, 1.0, 0.0],), ([0.5, 0.5, 0.0],), "ties share the gradient evenly (amax)",
+     axis=None, keepdims=False)
+edge("std", ([3.0, 3.0],), ([0.0, 0.0],), "std of equal values: 0/0 in the chain rule; 0",
+     axis=None, keepdims=False, ddof=0)
+edge("std", ([3.0],), ([0.0],), "std of one value", axis=None, keepdims=False, ddof=0)
+edge("var", ([3.0],), ([0.0],), "var of one value: 2(x - mean)/n = 0", axis=None, keepdims=False,
+     ddof=0)
+for _ord in (2, 3, 1.5, 1, inf):
+    edge("norm", ([0.0, 0.0],), ([0.0, 0.0],), "a norm at 0: the subgradient 0", axis=None,
+         keepdims=False, ord=_ord)
+edge("logsumexp", ([-inf, 0.0],), ([0.0, 1.0],), "a -inf entry weighs exp(-inf) = 0",
+     axis=None, keepdims=False)
+edge("log_softmax", ([[-inf, 0.0]],), ([[1.0, -1.0]],), "a masked entry: finite gradients",
+     axis=-1)
+edge("cross_entropy", ([[1.0, 2.0], [0.0, 0.0]], [-100, -100]), ([[0.0, 0.0], [0.0, 0.0]],),
+     "every target ignored: the mean is NaN (0/0) but nothing moves", ignore_index=-100,
+     reduction="mean", label_smoothing=0.0)
+edge("cross_entropy", ([[0.0, -inf]], [0]), ([[0.0, 0.0]],), "a -inf logit off the target",
+     ignore_index=-100, reduction="mean", label_smoothing=0.0)
+edge("prod", ([0.0, 2.0, 3.0],), ([6.0, 0.0, 0.0],), "a zero factor: the product of the others",
+     axis=None, keepdims=False)
+edge("prod", ([0.0, 0.0, 3.0],), ([0.0, 0.0, 0.0],), "two zero factors", axis=None,
+     keepdims=False)

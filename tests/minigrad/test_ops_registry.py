@@ -139,6 +139,20 @@ def test_strided_inputs_give_the_same_values_and_gradients(op, device, data):
                 np.testing.assert_allclose(s.grad.numpy(), d.grad.numpy(), **tolerance(d.dtype))
 
 
+@pytest.mark.parametrize("op", [e for e in REGISTRY if e.edges], ids=lambda e: e.name)
+@devices
+def test_gradients_at_edge_points_are_pytorchs(op, device):
+    for case, expected, why in op.edges:
+        ts = _tensors(case, device)
+        outs = [o for o in _call(op, case, ts) if o.requires_grad]
+        xs = [t for t in ts if t.requires_grad]
+        got = mg.grad(outs, xs, [mg.ones_like(o) for o in outs], allow_unused=True)
+        for i, (g, e) in enumerate(zip(got, expected)):
+            g = np.zeros(e.shape) if g is None else g.numpy()
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, equal_nan=True,
+                                       err_msg=f"{op.name} at {case.args}: input {i} ({why})")
+
+
 @pytest.mark.parametrize("op", [e for e in REGISTRY if e.empty_ok], ids=lambda e: e.name)
 @devices
 @settings(suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow,
