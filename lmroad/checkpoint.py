@@ -13,13 +13,11 @@ structure (optimizer moments, a carried hidden state) is stored in the npz
 under a prefixed key (``model/...``, ``optimizer/...``, ``extra/...``) and
 the JSON holds ``{"__array__": key}`` in its place.
 
-Why ``.npz``: NumPy writes and reads it with no extra dependency, and
-``np.load(..., allow_pickle=False)`` refuses object arrays, the one way an
-npz could carry pickled code. safetensors would do the same job with a
+Why ``.npz``: NumPy writes it with no extra dependency, and its format is
+simple enough to read back without trusting it (``lmroad.npz_reader``: no
+``np.load``, nothing unpickled). safetensors would do the same job with a
 second dependency and nothing we need beyond it (we do not memory-map
-multi-gigabyte weights). The file is also checked before NumPy opens it: it
-must be a zip archive (a pickle renamed to ``.npz`` is refused by its first
-bytes) whose SHA-256 matches the JSON's.
+multi-gigabyte weights).
 
 Crash safety. Every file is written to a temporary file in the same
 directory, flushed and fsynced, then renamed over its final name with
@@ -29,11 +27,44 @@ names it. A crash at any moment therefore leaves either the old JSON naming
 the old (untouched) weights, or the new JSON naming the new weights; files
 that no JSON names (an interrupted save's) are removed by the next save.
 
-Loading checks everything before anything is used: a missing, truncated or
-corrupt file, a pickle in disguise, non-finite values, the wrong model kind
-or config, or a shape mismatch each raise one ``CheckpointError`` naming the
-file and the problem, and nothing is half-loaded. Weights are stored as
-host arrays, so a checkpoint saved on one device loads on any other.
+Loading trusts nothing in the files, and checks everything before anything
+is allocated or used. Each problem raises one ``CheckpointError`` that names
+the file, what was found and what was expected; nothing else escapes for a
+bad file, and nothing is half-loaded (a failed load leaves the model as it
+was). What is checked, in order:
+
+  checkpoint.json  a regular file of at most 64 MiB, UTF-8 JSON, no key twice in
+                   one object, nested at most 64 deep; ``format``, ``version``;
+                   ``step`` an int in [0, 2**63); ``weights_file`` a plain name in
+                   this directory; ``weights_bytes``, ``weights_sha256``;
+                   ``metrics`` an object (``best``: val_loss a finite number or
+                   null, step an int or null); ``train_config`` an object or null;
+                   the tokenizer one ``lmroad.data`` can rebuild, with no more
+                   tokens than the model's vocab_size.
+  model config     for a kind in ``lmroad.models.MODELS``: only its config
+                   dataclass's fields, each of its type (ints: 1 to 2**31 - 1;
+                   floats: finite; no bool for a number, no number for a bool),
+                   then the dataclass's own checks (ranges such as dropout in [0, 1)).
+  the npz          a regular file of exactly ``weights_bytes`` bytes whose SHA-256
+                   matches, starting like a zip (a pickle renamed is refused by its
+                   first bytes); then ``lmroad.npz_reader``: unique member names,
+                   uncompressed, member sizes within the file, every header a plain
+                   little-endian bool/int/float C-order array whose shape times
+                   itemsize is its member's size: all from the zip directory and
+                   the headers, before any data is read.
+  weights          exactly the names ``checkpoint.json`` lists; for a known kind
+                   exactly the names, shapes and dtype kinds its config implies
+                   (``lmroad.weight_shapes``), before the model is built, so a
+                   config claiming n_embd=10**9 or n_layer=10**9 costs nothing;
+                   float arrays finite.
+  references       every ``{"__array__": key}`` names an array in the npz, every
+                   array is named by the JSON, tagged objects are well formed and
+                   a restored dict has no key twice.
+
+For a model kind lmroad does not know (saved with ``model_kind=``) the
+config is not checked; the arrays are still bounded by the file's size.
+Weights are stored as host arrays, so a checkpoint saved on one device loads
+on any other.
 """
 
 from __future__ import annotations
@@ -41,11 +72,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
 import re
-import zipfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +87,10 @@ import numpy as np
 from minigrad import backend
 from minigrad.tensor import Tensor
 
+from .data import tokenizer_from_dict
 from .models import MODELS
+from .npz_reader import ArchiveError, NpzArchive
+from .weight_shapes import KINDS, expected_weights
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model",
            "restore_model", "has_checkpoint", "CHECKPOINT_FILE"]
@@ -64,9 +99,15 @@ CHECKPOINT_FILE = "checkpoint.json"
 FORMAT = "lmroad-checkpoint"
 VERSION = 1
 _WEIGHTS_NAME = re.compile(r"weights-\d{8,}-[0-9a-f]{8}\.npz")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = ".tmp-"
 _ZIP_MAGIC = b"PK\x03\x04"
 _ARRAY_KINDS = "fiub"  # float, signed, unsigned, bool: nothing that could hold objects
+_MAX_JSON_BYTES = 64 << 20       # checkpoint.json holds no arrays: a tokenizer's vocabulary at most
+_MAX_JSON_DEPTH = 64             # containers inside containers; what lmroad saves nests < 10 deep
+_MAX_SIZE = 2**31 - 1            # any int in a model config (every one is a size)
+_MAX_STEP = 2**63 - 1
+_TAGS = ("__array__", "__tuple__", "__items__")
 
 
 class CheckpointError(Exception):
@@ -102,14 +143,16 @@ def _pack(obj: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
 
     Dicts with string keys stay objects; dicts with other keys (the
     optimizer numbers its parameters) and tuples are tagged so they come
-    back as they went in."""
+    back as they went in. Arrays are stored little-endian in C order, the
+    only layout the loader accepts."""
     if isinstance(obj, Tensor):
         obj = obj.data
     if backend.is_array(obj):
-        host = np.array(backend.to_host(obj))          # a copy: later training must not change it
+        host = np.array(backend.to_host(obj), order="C")   # a copy: later training must not change it
         if host.dtype.kind not in _ARRAY_KINDS:
             raise CheckpointError(f"cannot save {key}: arrays of dtype {host.dtype} are not allowed "
                                   "(checkpoints hold numeric arrays only)")
+        host = host.astype(host.dtype.newbyteorder("<"), copy=False)   # a no-op on little-endian hosts
         if host.dtype.kind == "f" and not np.isfinite(host).all():
             raise CheckpointError(f"refusing to save {key}: it holds NaN or inf (training diverged?); "
                                   "the previous checkpoint is kept")
@@ -133,21 +176,54 @@ def _pack(obj: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
     raise CheckpointError(f"cannot save {key}: a {type(obj).__name__} is not JSON and not an array")
 
 
-def _unpack(obj: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+def _unpack(obj: Any, arrays: dict[str, np.ndarray], where: str, used: set[str]) -> Any:
+    """``_pack``'s inverse, checking every tag on the way; the array keys it meets go into ``used``."""
     if isinstance(obj, list):
-        return [_unpack(v, arrays, where) for v in obj]
+        return [_unpack(v, arrays, where, used) for v in obj]
     if not isinstance(obj, dict):
         return obj
-    if set(obj) == {"__array__"}:
-        key = obj["__array__"]
-        if key not in arrays:
-            raise CheckpointError(f"{where}: names array {key!r}, which the weights file does not hold")
-        return arrays[key]
-    if set(obj) == {"__tuple__"}:
-        return tuple(_unpack(v, arrays, where) for v in obj["__tuple__"])
-    if set(obj) == {"__items__"}:
-        return {_unpack(k, arrays, where): _unpack(v, arrays, where) for k, v in obj["__items__"]}
-    return {k: _unpack(v, arrays, where) for k, v in obj.items()}
+    tags = [k for k in obj if k.startswith("__")]
+    if not tags:
+        return {k: _unpack(v, arrays, where, used) for k, v in obj.items()}
+    if len(obj) != 1 or tags[0] not in _TAGS:
+        raise CheckpointError(f"{where}: an object with keys {sorted(obj)[:5]}; an object with a key "
+                              f"starting '__' must be exactly one of {list(_TAGS)}")
+    ((tag, value),) = obj.items()
+    if tag == "__array__":
+        if not isinstance(value, str) or value not in arrays:
+            raise CheckpointError(f"{where}: names array {value!r:.80}, which the weights file does "
+                                  "not hold")
+        used.add(value)
+        return arrays[value]
+    if tag == "__tuple__":
+        if not isinstance(value, list):
+            raise CheckpointError(f"{where}: '__tuple__' holds a {type(value).__name__}, expected a list")
+        return tuple(_unpack(v, arrays, where, used) for v in value)
+    if not (isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value)):
+        raise CheckpointError(f"{where}: '__items__' must be a list of [key, value] pairs, got "
+                              f"{value!r:.80}")
+    out = {}
+    for k, v in value:
+        key = _unpack(k, arrays, where, used)
+        try:
+            seen = key in out
+        except TypeError:
+            raise CheckpointError(f"{where}: a dict key {k!r:.80} is not hashable") from None
+        if seen:
+            raise CheckpointError(f"{where}: the dict key {key!r:.80} appears twice")
+        out[key] = _unpack(v, arrays, where, used)
+    return out
+
+
+def _depth(obj: Any) -> int:
+    """How deep containers nest in ``obj`` (0 for a scalar), counted without recursion."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo and deepest <= _MAX_JSON_DEPTH:
+        o, d = todo.pop()
+        if isinstance(o, (dict, list)):
+            deepest = max(deepest, d)
+            todo.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return deepest
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -192,6 +268,97 @@ def _atomic_write(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
+# --------------------------------------------------------------------------- what a model config implies
+
+def _field_problem(value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot stand in a config field whose default is ``default`` (None if it can)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "expected true or false"
+    if isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= _MAX_SIZE
+        return None if ok else f"expected an int from 1 to {_MAX_SIZE}"
+    if isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "expected a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "expected a string"
+    return None
+
+
+def _config_object(where: str, kind: str, config: dict) -> Any:
+    """The config dataclass of a ``kind`` model that ``config`` (a dict, e.g. from JSON)
+    describes, each field checked for type and range; nothing is allocated."""
+    cls = MODELS[kind]
+    fields = {f.name: f for f in dataclasses.fields(cls.config_class)}
+    merged = {**cls.config_defaults, **config}
+    unknown = sorted(k for k in merged if k not in fields)
+    if unknown:
+        raise CheckpointError(f"{where}: the {kind} model config has unknown fields {unknown[:10]}; "
+                              f"a {cls.config_class.__name__} has {sorted(fields)}")
+    problems = []
+    for name, value in merged.items():
+        problem = _field_problem(value, fields[name].default)
+        if problem:
+            problems.append(f"{name}: {problem}, got {value!r:.40}")
+    if problems:
+        raise CheckpointError(f"{where}: the {kind} model config is invalid: " + "; ".join(problems))
+    try:
+        return cls.config_class(**merged)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: the {kind} model config is invalid: {e}") from None
+
+
+def _fits(got: tuple[int, ...], want: tuple, free: dict[str, int]) -> bool:
+    """Does shape ``got`` match ``want``? Ints must be equal; a letter takes the size it
+    first meets (kept in ``free``) and must have it wherever it appears again."""
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want):
+        if isinstance(w, str):
+            w = free.setdefault(w, g)
+        if g != w:
+            return False
+    return True
+
+
+def _check_weights_fit(where: str, kind: str, config: Any,
+                       stored: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """``stored`` (weight name -> (shape, dtype)) must be exactly what a ``kind`` model with
+    ``config`` holds: its names, shapes and dtype kinds (``lmroad.weight_shapes``)."""
+    implied = dict((name, (shape, kinds)) for name, shape, kinds
+                   in itertools.islice(expected_weights(kind, config), len(stored) + 1))
+    sizes = ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)
+                      if _is_int(getattr(config, f.name), 0, _MAX_SIZE))
+    the_config = f"the {kind} model config ({sizes})"
+    if len(implied) > len(stored):
+        raise CheckpointError(f"{where}: {the_config} implies more weights than the {len(stored)} "
+                              "the file holds")
+    missing = [n for n in implied if n not in stored]
+    unexpected = [n for n in stored if n not in implied]
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: the weights do not match {the_config}: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
+    free: dict[str, int] = {}                # sizes the config leaves open, e.g. N1
+    problems = []
+    for name, (want, kinds) in implied.items():
+        got, dtype = stored[name]
+        if dtype.kind not in kinds:
+            problems.append(f"{name} has dtype {dtype}, expected "
+                            f"{'floating point' if kinds == 'f' else 'integer'}")
+        if not _fits(tuple(got), want, free):
+            shown = tuple(free.get(w, w) if isinstance(w, str) else w for w in want)
+            problems.append(f"{name} has shape {tuple(got)}, the config implies {shown}")
+    if problems:
+        raise CheckpointError(f"{where}: the weights do not fit {the_config}: " + "; ".join(problems[:5]))
+
+
+def _check_model(where: str, kind: str, config: dict,
+                 stored: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """For a kind lmroad knows: its config valid and ``stored`` the weights it implies."""
+    if kind in MODELS and kind in KINDS:
+        _check_weights_fit(where, kind, _config_object(where, kind, config), stored)
+
+
 # --------------------------------------------------------------------------- saving
 
 def _model_identity(model, model_kind: str | None, model_config: dict | None) -> tuple[str, dict]:
@@ -204,7 +371,7 @@ def _model_identity(model, model_kind: str | None, model_config: dict | None) ->
             raise CheckpointError(f"save_checkpoint: {type(model).__name__} has no dataclass config; "
                                   "pass model_config=")
         model_config = dataclasses.asdict(cfg)
-    return kind, dict(model_config)
+    return kind, {k: v.item() if isinstance(v, np.generic) else v for k, v in model_config.items()}
 
 
 def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, tokenizer=None,
@@ -217,9 +384,10 @@ def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, token
     ``tokenizer`` may be a tokenizer (its ``to_dict()`` is stored) or a dict;
     ``optimizer`` an optimizer (its ``state_dict()``) or a state dict.
     ``data_state``, ``rng_state`` and ``extra`` are any nesting of dicts,
-    lists, tuples, numbers, strings and arrays (arrays go to the npz)."""
+    lists, tuples, numbers, strings and arrays (arrays go to the npz).
+    What the loader would refuse (a config or weights that do not fit, a JSON
+    over its limits) is refused here, before anything is written."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     kind, config = _model_identity(model, model_kind, model_config)
 
     arrays: dict[str, np.ndarray] = {}
@@ -227,6 +395,8 @@ def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, token
     for name, t in model.state_dict().items():
         _pack(t, f"model/{name}", arrays)
         weight_names.append(name)
+    _check_model(f"save_checkpoint({directory})", kind, config,
+                 {n: (arrays[f"model/{n}"].shape, arrays[f"model/{n}"].dtype) for n in weight_names})
     opt_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
     tok = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
     meta = {
@@ -242,20 +412,23 @@ def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, token
         "metrics": _pack(metrics or {}, "metrics", arrays),
         "extra": _pack(extra, "extra", arrays),
     }
-
-    # 1. the weights, under a name no earlier save used
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     raw = buffer.getvalue()
     weights_name = f"weights-{int(step):08d}-{os.urandom(4).hex()}.npz"
-    _atomic_write(directory / weights_name, lambda f: f.write(raw))
     meta.update(weights_file=weights_name, weights_bytes=len(raw),
                 weights_sha256=hashlib.sha256(raw).hexdigest())
+    text = json.dumps(meta, indent=1).encode("utf-8")
+    if len(text) > _MAX_JSON_BYTES or _depth(meta) > _MAX_JSON_DEPTH:
+        raise CheckpointError(f"cannot save to {directory}: {CHECKPOINT_FILE} would be {len(text)} "
+                              f"bytes nested {_depth(meta)} deep; the limits are {_MAX_JSON_BYTES} "
+                              f"bytes and {_MAX_JSON_DEPTH} levels (store big data as arrays)")
 
-    # 2. the JSON that makes them the current checkpoint
-    text = json.dumps(meta, indent=1)
+    # 1. the weights, under a name no earlier save used; 2. the JSON that makes them current
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_write(directory / weights_name, lambda f: f.write(raw))
     json_path = directory / CHECKPOINT_FILE
-    _atomic_write(json_path, lambda f: f.write(text.encode("utf-8")))
+    _atomic_write(json_path, lambda f: f.write(text))
 
     # 3. tidy: weights no JSON names any more, temporary files of interrupted saves
     for p in directory.iterdir():
@@ -287,36 +460,135 @@ def _json_path(path: Path) -> Path:
     raise CheckpointError(f"{path}: no such checkpoint directory")
 
 
+def _read_regular_file(path: Path, size: int | None, limit: int) -> bytes:
+    """The bytes of ``path``, a regular file of ``size`` bytes (if given) and at most ``limit``;
+    FileNotFoundError passes through (a save may be racing us)."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise CheckpointError(f"{path}: not a regular file")
+            if size is not None and st.st_size != size:
+                raise CheckpointError(f"{path}: {st.st_size} bytes, but {CHECKPOINT_FILE} says {size}; "
+                                      "the file is truncated or was replaced")
+            if st.st_size > limit:
+                raise CheckpointError(f"{path}: {st.st_size} bytes; at most {limit} are allowed")
+            raw = f.read(st.st_size + 1)           # + 1: to notice a file still growing
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(raw) > limit or (size is not None and len(raw) != size):
+        raise CheckpointError(f"{path}: changed size while being read")
+    return raw
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _parse_json(path: Path, raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no key twice in one object, nested at most _MAX_JSON_DEPTH deep."""
+    try:
+        obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as e:
+        raise CheckpointError(f"{path}: the key {e.args[0]!r:.80} appears twice in one object") from None
+    except (UnicodeDecodeError, ValueError) as e:   # JSONDecodeError, or an int of over 4300 digits
+        raise CheckpointError(f"{path}: not valid JSON ({e}); the file is truncated or corrupt") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply (at most {_MAX_JSON_DEPTH} levels)") from None
+    if _depth(obj) > _MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path}: JSON nested more than {_MAX_JSON_DEPTH} levels deep")
+    return obj
+
+
+def _is_int(v: Any, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _tokenizer_problem(tok: Any, vocab_size: Any) -> str | None:
+    """Why the saved tokenizer ``tok`` (a dict or None) is unusable, or None."""
+    if tok is None:
+        return None
+    keys = {"type", "vocab", "unk_token", "errors"}
+    if not (isinstance(tok, dict) and {"type", "vocab"} <= set(tok) <= keys):
+        return f"must be an object with 'type', 'vocab' and optionally 'unk_token', 'errors', got {tok!r:.80}"
+    if not (isinstance(tok["vocab"], list) and all(isinstance(t, str) for t in tok["vocab"])
+            and isinstance(tok.get("unk_token"), (str, type(None)))
+            and isinstance(tok["type"], str) and isinstance(tok.get("errors", ""), str)):
+        return "'vocab' must be a list of strings, 'type' and 'errors' strings, 'unk_token' a string or null"
+    try:
+        n = tokenizer_from_dict(tok).vocab_size
+    except (TypeError, ValueError) as e:
+        return str(e)
+    if isinstance(vocab_size, int) and n > vocab_size:
+        return f"{n} tokens, more than the model's vocab_size {vocab_size}"
+    return None
+
+
 def _read_json(json_path: Path) -> dict:
     try:
-        raw = json_path.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"{json_path}: cannot read ({e.strerror})") from None
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{json_path}: not valid JSON ({e}); the file is truncated or "
-                              "corrupt") from None
+        raw = _read_regular_file(json_path, None, _MAX_JSON_BYTES)
+    except FileNotFoundError:
+        raise CheckpointError(f"{json_path}: missing (removed while being read?)") from None
+    meta = _parse_json(json_path, raw)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{json_path}: not an lmroad checkpoint (no \"format\": \"{FORMAT}\")")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{json_path}: checkpoint format version {meta.get('version')!r}; this "
+    if not _is_int(meta.get("version"), VERSION, VERSION):
+        raise CheckpointError(f"{json_path}: checkpoint format version {meta.get('version')!r:.40}; this "
                               f"lmroad reads version {VERSION}")
     problems = []
     model = meta.get("model")
     if not (isinstance(model, dict) and isinstance(model.get("kind"), str)
-            and isinstance(model.get("config"), dict) and isinstance(model.get("weights"), list)):
-        problems.append("'model' must hold 'kind', 'config' and 'weights'")
-    if isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int) or meta["step"] < 0:
-        problems.append(f"'step' must be an int >= 0, got {meta.get('step')!r}")
+            and isinstance(model.get("config"), dict) and isinstance(model.get("weights"), list)
+            and all(isinstance(n, str) for n in model["weights"])):
+        problems.append("'model' must hold 'kind' (a string), 'config' (an object) and 'weights' "
+                        "(a list of names)")
+    elif len(set(model["weights"])) != len(model["weights"]):
+        problems.append("'model.weights' lists a name twice")
+    if not _is_int(meta.get("step"), 0, _MAX_STEP):
+        problems.append(f"'step' must be an int from 0 to {_MAX_STEP}, got {meta.get('step')!r:.40}")
     name = meta.get("weights_file")
     if not (isinstance(name, str) and _WEIGHTS_NAME.fullmatch(name)):
         # a plain file name in this directory: never a path that points elsewhere
-        problems.append(f"'weights_file' must be a name like weights-00000000-0123abcd.npz, got {name!r}")
-    if not isinstance(meta.get("weights_sha256"), str) or not isinstance(meta.get("weights_bytes"), int):
-        problems.append("'weights_sha256' and 'weights_bytes' are missing")
+        problems.append(f"'weights_file' must be a name like weights-00000000-0123abcd.npz, "
+                        f"got {name!r:.80}")
+    if not (isinstance(meta.get("weights_sha256"), str) and _SHA256.fullmatch(meta["weights_sha256"])
+            and _is_int(meta.get("weights_bytes"), 0, _MAX_STEP)):
+        problems.append("'weights_sha256' (64 hex digits) and 'weights_bytes' (an int >= 0) are "
+                        "missing or malformed")
+    metrics = meta.get("metrics")
+    best = metrics.get("best") if isinstance(metrics, dict) else None
+    if not isinstance(metrics, (dict, type(None))):
+        problems.append(f"'metrics' must be an object, got {metrics!r:.40}")
+    elif best is not None and not (isinstance(best, dict)
+                                   and (best.get("val_loss") is None or _is_number(best["val_loss"]))
+                                   and (best.get("step") is None or _is_int(best["step"], 0, _MAX_STEP))):
+        problems.append(f"'metrics.best' must be an object with 'val_loss' a finite number or null and "
+                        f"'step' an int >= 0 or null, got {best!r:.80}")
+    if not isinstance(meta.get("train_config"), (dict, type(None))):
+        problems.append(f"'train_config' must be an object or null, got {meta['train_config']!r:.40}")
+    if not problems:
+        tok_problem = _tokenizer_problem(meta.get("tokenizer"), model["config"].get("vocab_size"))
+        if tok_problem:
+            problems.append(f"'tokenizer': {tok_problem}")
     if problems:
         raise CheckpointError(f"{json_path}: " + "; ".join(problems))
+    if model["kind"] in MODELS:
+        _config_object(str(json_path), model["kind"], model["config"])
     return meta
 
 
@@ -331,43 +603,45 @@ def _read_weights_bytes(json_path: Path) -> tuple[dict, Path, bytes]:
         meta = _read_json(json_path)
         path = json_path.parent / meta["weights_file"]
         try:
-            return meta, path, path.read_bytes()
+            raw = _read_regular_file(path, meta["weights_bytes"], meta["weights_bytes"])
         except FileNotFoundError:
             if attempt == 2 or _read_json(json_path) == meta:   # not a save racing us: really missing
                 raise CheckpointError(f"{path}: missing; {CHECKPOINT_FILE} names it as its weights "
                                       "file") from None
-        except OSError as e:
-            raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+            continue
+        if raw[:4] != _ZIP_MAGIC:
+            raise CheckpointError(f"{path}: not an .npz (zip) archive (first bytes {raw[:4]!r}); refused "
+                                  "without reading it further (it may be a pickle, which could run code)")
+        if hashlib.sha256(raw).hexdigest() != meta["weights_sha256"]:
+            raise CheckpointError(f"{path}: SHA-256 does not match {CHECKPOINT_FILE}; the file is "
+                                  "corrupt or was replaced")
+        return meta, path, raw
     raise AssertionError("unreachable")
 
 
 def _read_arrays(path: Path, raw: bytes, meta: dict) -> dict[str, np.ndarray]:
-    """Every array of the weights file ``raw``, checked, as host arrays."""
-    if len(raw) != meta["weights_bytes"]:
-        raise CheckpointError(f"{path}: {len(raw)} bytes, but {CHECKPOINT_FILE} says "
-                              f"{meta['weights_bytes']}; the file is truncated or was replaced")
-    if raw[:4] != _ZIP_MAGIC:
-        raise CheckpointError(f"{path}: not an .npz (zip) archive (first bytes {raw[:4]!r}); refused "
-                              "without reading it further (it may be a pickle, which could run code)")
-    if hashlib.sha256(raw).hexdigest() != meta["weights_sha256"]:
-        raise CheckpointError(f"{path}: SHA-256 does not match {CHECKPOINT_FILE}; the file is "
-                              "corrupt or was replaced")
-    arrays: dict[str, np.ndarray] = {}
+    """Every array of the weights file ``raw``, as host arrays: first every header checked
+    against the file and the model weights against their config, then the data."""
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            for key in npz.files:
-                arrays[key] = npz[key]
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise CheckpointError(f"{path}: holds an object (pickled) array; refused (checkpoints hold "
-                                  "numeric arrays only, and unpickling could run code)") from None
-        raise CheckpointError(f"{path}: unreadable npz ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise CheckpointError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from None
-    for key, a in arrays.items():
-        if a.dtype.kind not in _ARRAY_KINDS:
-            raise CheckpointError(f"{path}: array {key!r} has dtype {a.dtype}; only numeric arrays "
-                                  "are allowed")
+        archive = NpzArchive(raw)
+    except ArchiveError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    names = meta["model"]["weights"]
+    in_file = [k[len("model/"):] for k in archive.headers if k.startswith("model/")]
+    missing = [n for n in names if f"model/{n}" not in archive.headers]
+    unlisted = [n for n in in_file if n not in names]
+    if missing or unlisted:
+        raise CheckpointError(f"{path}: missing weights {missing[:10]} that {CHECKPOINT_FILE} lists"
+                              + (f", and holds weights {unlisted[:10]} it does not" if unlisted else ""))
+    _check_model(str(path), meta["model"]["kind"], meta["model"]["config"],
+                 {n: (archive.headers[f"model/{n}"].shape, archive.headers[f"model/{n}"].dtype)
+                  for n in names})
+    arrays: dict[str, np.ndarray] = {}
+    for key in archive.headers:
+        try:
+            a = arrays[key] = archive.read(key)
+        except ArchiveError as e:
+            raise CheckpointError(f"{path}: {e}") from None
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             bad = int((~np.isfinite(a)).sum())
             raise CheckpointError(f"{path}: array {key!r} holds {bad} non-finite value(s) (NaN or inf); "
@@ -378,29 +652,33 @@ def _read_arrays(path: Path, raw: bytes, meta: dict) -> dict[str, np.ndarray]:
 def read_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     """Read and check the checkpoint in ``directory`` (or at its ``checkpoint.json``).
 
-    Raises ``CheckpointError`` for anything wrong; returns host arrays only."""
+    Raises ``CheckpointError`` for anything wrong (see the module docstring
+    for what is checked); returns host arrays only."""
     json_path = _json_path(Path(directory))
     meta, weights_path, raw = _read_weights_bytes(json_path)
     arrays = _read_arrays(weights_path, raw, meta)
-    where = str(json_path)
     names = meta["model"]["weights"]
-    missing = [n for n in names if f"model/{n}" not in arrays]
-    if missing:
-        raise CheckpointError(f"{json_path.parent / meta['weights_file']}: missing weights "
-                              f"{missing[:10]} that {CHECKPOINT_FILE} lists")
+    used = {f"model/{n}" for n in names}
+    parts = {part: _unpack(meta.get(part), arrays, f"{json_path}: '{part}'", used)
+             for part in ("tokenizer", "optimizer", "data_state", "rng_state", "train_config",
+                          "metrics", "extra")}
+    unnamed = sorted(set(arrays) - used)
+    if unnamed:
+        raise CheckpointError(f"{weights_path}: holds arrays {unnamed[:10]} that {CHECKPOINT_FILE} "
+                              "does not name")
     return Checkpoint(
         directory=json_path.parent,
         model_kind=meta["model"]["kind"],
         model_config=meta["model"]["config"],
         weights={n: arrays[f"model/{n}"] for n in names},
         step=meta["step"],
-        tokenizer=_unpack(meta.get("tokenizer"), arrays, where),
-        optimizer=_unpack(meta.get("optimizer"), arrays, where),
-        data_state=_unpack(meta.get("data_state"), arrays, where),
-        rng_state=_unpack(meta.get("rng_state"), arrays, where),
-        train_config=_unpack(meta.get("train_config"), arrays, where),
-        metrics=_unpack(meta.get("metrics"), arrays, where) or {},
-        extra=_unpack(meta.get("extra"), arrays, where),
+        tokenizer=parts["tokenizer"],
+        optimizer=parts["optimizer"],
+        data_state=parts["data_state"],
+        rng_state=parts["rng_state"],
+        train_config=parts["train_config"],
+        metrics=parts["metrics"] or {},
+        extra=parts["extra"],
     )
 
 
@@ -433,7 +711,10 @@ def restore_model(model, ckpt: Checkpoint, model_kind: str | None = None,
 
 def load_model(directory: str | os.PathLike | Checkpoint, device: str = "cpu",
                expected_kind: str | None = None):
-    """(model, checkpoint): the model a checkpoint describes, built, filled and moved to ``device``."""
+    """(model, checkpoint): the model a checkpoint describes, built, filled and moved to ``device``.
+
+    The config and the weights' shapes are checked against each other before
+    the model is built, so building allocates only what the file holds."""
     ckpt = directory if isinstance(directory, Checkpoint) else read_checkpoint(directory)
     if expected_kind is not None and ckpt.model_kind != expected_kind:
         raise CheckpointError(f"{ckpt.json_path}: holds a {ckpt.model_kind!r} model, not "
@@ -441,6 +722,8 @@ def load_model(directory: str | os.PathLike | Checkpoint, device: str = "cpu",
     if ckpt.model_kind not in MODELS:
         raise CheckpointError(f"{ckpt.json_path}: unknown model kind {ckpt.model_kind!r}; this lmroad "
                               f"knows {sorted(MODELS)}")
+    _check_model(str(ckpt.json_path), ckpt.model_kind, ckpt.model_config,
+                 {n: (tuple(a.shape), np.dtype(a.dtype)) for n, a in ckpt.weights.items()})
     try:
         model = MODELS[ckpt.model_kind].from_config(ckpt.model_config)
     except (TypeError, ValueError) as e:
