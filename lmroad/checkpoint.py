@@ -3,6 +3,7 @@
     out/lstm/
         checkpoint.json                    what was saved and which weights file belongs to it
         weights-00001200-3f9a1c2e.npz      every array: model weights, optimizer moments, ...
+        metrics.jsonl                      the run's log, one JSON record per line (lmroad.train)
         best/                              the same layout: the checkpoint with the lowest val loss
 
 ``checkpoint.json`` holds the model kind and config, the tokenizer, the step,
@@ -65,6 +66,11 @@ For a model kind lmroad does not know (saved with ``model_kind=``) the
 config is not checked; the arrays are still bounded by the file's size.
 Weights are stored as host arrays, so a checkpoint saved on one device loads
 on any other.
+
+The metrics log is read back by ``read_metrics_log`` (a bad line is a
+``CheckpointError`` naming the file and line) and, when a run resumes, by
+``truncate_metrics_log``, which keeps what it can and warns about each line
+it drops.
 """
 
 from __future__ import annotations
@@ -78,6 +84,8 @@ import math
 import os
 import re
 import stat
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +101,8 @@ from .npz_reader import ArchiveError, NpzArchive
 from .weight_shapes import KINDS, expected_weights
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model",
-           "restore_model", "has_checkpoint", "CHECKPOINT_FILE"]
+           "restore_model", "has_checkpoint", "CHECKPOINT_FILE", "read_metrics_log",
+           "truncate_metrics_log"]
 
 CHECKPOINT_FILE = "checkpoint.json"
 FORMAT = "lmroad-checkpoint"
@@ -732,3 +741,64 @@ def load_model(directory: str | os.PathLike | Checkpoint, device: str = "cpu",
     restore_model(model, ckpt)
     model.to(device)
     return model, ckpt
+
+
+# --------------------------------------------------------------------------- the metrics log
+
+def _metrics_lines(path: Path) -> Iterator[tuple[int, bytes, dict | None, str]]:
+    """(line number, the line, its record or None, what is wrong with it) for each non-blank
+    line of a metrics log: one JSON object per line with an int ``step`` >= 0 and a string
+    ``split``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        cut = number == len(lines)              # no newline after it: a write cut short?
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            yield number, line, None, (f"not a JSON record ({type(e).__name__}: {e})"
+                                       + ("; the last line, cut short by a crash?" if cut else ""))
+            continue
+        if not isinstance(rec, dict):
+            yield number, line, None, f"a JSON {type(rec).__name__}, expected an object"
+        elif not _is_int(rec.get("step"), 0, _MAX_STEP):
+            yield number, line, None, f"'step' must be an int >= 0, got {rec.get('step')!r:.40}"
+        elif not isinstance(rec.get("split"), str):
+            yield number, line, None, f"'split' must be a string, got {rec.get('split')!r:.40}"
+        else:
+            yield number, line, rec, ""
+
+
+def read_metrics_log(path: str | os.PathLike) -> list[dict]:
+    """Every record of a metrics log (``metrics.jsonl``); a bad line is a ``CheckpointError``
+    naming the file and the line."""
+    path = Path(path)
+    records = []
+    for number, _, rec, problem in _metrics_lines(path):
+        if rec is None:
+            raise CheckpointError(f"{path}:{number}: {problem}")
+        records.append(rec)
+    return records
+
+
+def truncate_metrics_log(path: str | os.PathLike, last_step: int,
+                         warn: Callable[[str], None] | None = None) -> None:
+    """Drop the records a crashed run wrote after its last checkpoint (step > ``last_step``),
+    so a resumed log has no repeats. Best effort: a bad line is dropped too, and ``warn``
+    (default ``warnings.warn``) is told which file and line. Rewritten atomically."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    say = warn if warn is not None else (lambda m: warnings.warn(m, stacklevel=3))
+    keep = []
+    for number, line, rec, problem in _metrics_lines(path):
+        if rec is None:
+            say(f"{path}:{number}: {problem}; skipped (the line is dropped from the log)")
+        elif rec["step"] <= last_step:
+            keep.append(line + b"\n")
+    _atomic_write(path, lambda f: f.write(b"".join(keep)))

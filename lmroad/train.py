@@ -433,7 +433,7 @@ class _Run:
         self.streak = int((resumed.extra or {}).get("skip_streak", 0))
         self.best = (resumed.metrics.get("best") or {}).get("val_loss")
         self.best_step = (resumed.metrics.get("best") or {}).get("step")
-        _truncate_jsonl(self.metrics_path, self.step)
+        ckpt_mod.truncate_metrics_log(self.metrics_path, self.step, warn=self.progress.write)
         self.progress.write(f"resumed {self.cfg.model} from {self.out} at step {self.step}")
 
     def train_step(self) -> _Step:

@@ -32,8 +32,10 @@ from lmroad.checkpoint import (
     CheckpointError,
     load_model,
     read_checkpoint,
+    read_metrics_log,
     restore_model,
     save_checkpoint,
+    truncate_metrics_log,
 )
 from lmroad.data import CharTokenizer
 from lmroad.models import LSTMLM, MODELS, NGramLM, TransformerLM, build_model
@@ -685,3 +687,48 @@ def test_the_implied_weights_are_what_each_model_holds(data):
 
 def test_every_model_kind_has_its_implied_weights():
     assert set(KINDS) == set(MODELS)
+
+
+# =========================================================================== the metrics log
+
+def test_a_corrupt_metrics_log_names_its_file_and_line(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    good = [json.dumps({"step": s, "split": "train", "loss": 1.0}) for s in (1, 2)]
+    log.write_bytes("\n".join([good[0], "[1]", '{"step": "3", "split": "val"}', good[1], "\udcff",
+                               '{"step": 9, "spl']).encode("utf-8", "surrogateescape"))
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(log))}:2: a JSON list, expected an object"):
+        read_metrics_log(log)
+    said = []
+    # before: AttributeError ('list' object has no attribute 'get') from the resume's truncation
+    truncate_metrics_log(log, last_step=5, warn=said.append)
+    assert log.read_text().splitlines() == good
+    assert [m.split(": ", 1)[0] for m in said] == [f"{log}:{n}" for n in (2, 3, 5, 6)]
+    assert "'step' must be an int >= 0, got '3'" in said[1] and "UnicodeDecodeError" in said[2]
+    assert "cut short" in said[3] and all("skipped" in m for m in said)
+    assert read_metrics_log(log) == [json.loads(g) for g in good]
+
+
+def test_resuming_with_a_corrupt_metrics_log_warns_which_line_it_skipped(tmp_path):
+    from lmroad.data import tiny_corpus
+    from lmroad.train import TrainConfig, train
+
+    corpus = tiny_corpus(seed=0, n_chars=3000)
+    (tmp_path / "tiny.txt").write_text(corpus.train + corpus.val, encoding="utf-8")
+    cfg = dict(model="lstm", data=str(tmp_path / "tiny.txt"), out=str(tmp_path / "run"), max_iters=4,
+               batch_size=2, block_size=8, n_embd=4, hidden_size=4, eval_interval=2, eval_iters=1,
+               log_interval=1, warmup_iters=1, seed=0, progress="lines")
+
+    def stop_at_2(step, info):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    train(TrainConfig(**cfg), on_step=stop_at_2, stream=io.StringIO())
+    log = tmp_path / "run" / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([*lines, "[1]", '{"step": 3, "split": "tr']))     # the crash's last words
+    out = io.StringIO()
+    result = train(TrainConfig(**cfg, resume=True), stream=out)
+    assert result.step == 4
+    said = out.getvalue()
+    assert f"{log}:{len(lines) + 1}: a JSON list" in said and f"{log}:{len(lines) + 2}: not a JSON" in said
+    assert read_metrics_log(log)[-1]["step"] == 4
