@@ -14,10 +14,12 @@ from .errors import DeviceError
 from .ops._lift import broadcast_shape, lift, require_float
 from .ops.activation import elu, leaky_relu, silu, softplus
 from .ops.attention import Attention
-from .ops.elementwise import gelu, log, maximum, relu, sigmoid, tanh, where
+from .ops.elementwise import gelu, relu, sigmoid, tanh, where
 from .ops.gather import one_hot
 from .ops.index import GetItem
+from .ops.layout import tril
 from .ops.linalg import Linear, linear_reference
+from .ops.loss import BinaryCrossEntropy
 from .ops.norm import LayerNorm
 from .ops.recurrent import GRUCellUpdate, LSTMCellUpdate, LSTMSequence
 from .ops.softmax import CrossEntropy, log_softmax, softmax
@@ -36,6 +38,22 @@ _REDUCTIONS = ("mean", "sum", "none")
 def _check_reduction(reduction: str, op: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _promote(*ts):
+    """``ts`` with the float tensors among them in their widest float dtype: the rule of
+    every op (see ``Function.apply``) applied at the door of a composite, so its inner
+    ops never round a float64 operand to float32. None and other tensors pass through."""
+    dts = {t.dtype for t in ts if isinstance(t, Tensor) and t.dtype.kind == "f"}
+    if len(dts) <= 1:
+        return ts
+    wide = max(dts, key=lambda d: d.itemsize)
+    return tuple(t.astype(wide) if isinstance(t, Tensor) and t.dtype.kind == "f" else t for t in ts)
+
+
+def _lifted(like: Tensor, op: str, *xs):
+    """Each of ``xs`` as a tensor on ``like``'s device (None stays None)."""
+    return tuple(None if x is None else lift(x, like, op) for x in xs)
 
 
 def _reduce(losses: Tensor, reduction: str) -> Tensor:
@@ -110,6 +128,7 @@ def _cross_entropy_probabilities(input: Tensor, target: Tensor, axis: int, reduc
     if target.device != input.device:
         raise DeviceError(f"cross_entropy: input on {input.device}, target on {target.device}; "
                           "move one with .to()")
+    input, target = _promote(input, target)
     q = target.astype(input.dtype)
     if label_smoothing:
         q = q * (1.0 - label_smoothing) + label_smoothing / input.shape[axis]
@@ -143,6 +162,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
         if weight.device != input.device:
             raise DeviceError(f"nll_loss: input on {input.device}, weight on {weight.device}; "
                               "move one with .to()")
+    input, weight = _promote(input, weight)
     x = _classes_last(input)                                      # (M, C)
     xp = input.xp
     t = target.data.reshape(-1)                                   # (M,)
@@ -169,6 +189,7 @@ def binary_cross_entropy(input: Tensor, target, weight: Tensor | None = None,
     ``binary_cross_entropy_with_logits`` (more accurate, and stable)."""
     require_float(input, "binary_cross_entropy")
     _check_reduction(reduction, "binary_cross_entropy")
+    input, target, weight = _promote(input, *_lifted(input, "binary_cross_entropy", target, weight))
     target = _binary_target(input, target, "binary_cross_entropy")
     x = input.data
     if x.size and (isinstance(x, np.ndarray) or backend.device_checks_enabled()):
@@ -176,10 +197,7 @@ def binary_cross_entropy(input: Tensor, target, weight: Tensor | None = None,
             raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got "
                              f"values from {float(x.min()):.4g} to {float(x.max()):.4g} (shape "
                              f"{input.shape}); for logits use binary_cross_entropy_with_logits")
-    tiny = float(np.finfo(input.dtype).smallest_subnormal)    # keeps log away from log(0)
-    log_x = log(maximum(input, tiny)).clip(min=-100.0)
-    log_1mx = log(maximum(1.0 - input, tiny)).clip(min=-100.0)
-    losses = -(target * log_x + (1.0 - target) * log_1mx)
+    losses = BinaryCrossEntropy.apply(input, target)   # PyTorch's gradient at x = 0 and 1
     if weight is not None:
         losses = losses * _broadcast_weight(weight, input, "weight", "binary_cross_entropy")
     return _reduce(losses, reduction)
@@ -199,6 +217,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight: Tensor | Non
     require_float(input, "binary_cross_entropy_with_logits")
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     op = "binary_cross_entropy_with_logits"
+    input, target, weight, pos_weight = _promote(input, *_lifted(input, op, target, weight, pos_weight))
     target = _binary_target(input, target, op)
     if pos_weight is None:
         losses = softplus(input, threshold=math.inf) - input * target
@@ -263,7 +282,7 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
         raise IndexError(f"embedding: index {bad} is out of range for {v} embeddings (valid: 0 to {v - 1})")
     if input.device != weight.device:
         raise DeviceError(f"embedding: indices on {input.device}, weight on {weight.device}")
-    return GetItem.apply(weight, index=(i,), advanced=True)
+    return GetItem.apply(weight, index=(i.copy(),), advanced=True)   # a copy: backward reads it
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -314,7 +333,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
     xp = query.xp
     allowed = None
     if is_causal:
-        allowed = Tensor._make(xp.tril(xp.ones((L, S), dtype=bool)), query.device)
+        allowed = tril(Tensor._make(xp.ones((L, S), dtype=bool), query.device))
     if attn_mask is not None and attn_mask.dtype.kind == "b":
         allowed = attn_mask if allowed is None else allowed & attn_mask
     additive = attn_mask is not None and attn_mask.dtype.kind != "b"
@@ -343,9 +362,6 @@ def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     if c.ndim == 0 or gates.shape != c.shape[:-1] + (4 * H,):
         raise ValueError(f"lstm_cell: gates {gates.shape} and cell state {c.shape} do not fit; "
                          "need (..., 4H) and (..., H)")
-    if c.dtype != gates.dtype:
-        raise TypeError(f"lstm_cell: gates are {gates.dtype} but the cell state is {c.dtype}; "
-                        "give both the same float dtype")
     hc = LSTMCellUpdate.apply(gates, c)
     return hc[..., :H], hc[..., H:]
 
@@ -368,10 +384,6 @@ def lstm_sequence(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor,
             f"lstm_sequence: gx {gx.shape}, h0 {h0.shape}, c0 {c0.shape}, weight_hh {weight_hh.shape}"
             f"{'' if bias_hh is None else f', bias_hh {bias_hh.shape}'} do not fit; need (T, ..., 4H), "
             "(..., H), (..., H), (4H, H) and (4H,)")
-    dtypes = {t.dtype for t in (gx, h0, c0, weight_hh, bias_hh) if t is not None}
-    if len(dtypes) > 1:
-        raise TypeError(f"lstm_sequence: dtypes differ ({', '.join(sorted(map(str, dtypes)))}); "
-                        "give all the same float dtype")
     T, B = gx.shape[0], math.prod(batch)
     if T == 0:
         return gx[..., :H], (h0, c0)
@@ -392,9 +404,6 @@ def gru_cell(gx: Tensor, gh: Tensor, h: Tensor) -> Tensor:
     if h.ndim == 0 or gx.shape != h.shape[:-1] + (3 * H,) or gh.shape != gx.shape:
         raise ValueError(f"gru_cell: gx {gx.shape}, gh {gh.shape} and hidden state {h.shape} do "
                          "not fit; need (..., 3H), (..., 3H) and (..., H)")
-    if not gx.dtype == gh.dtype == h.dtype:
-        raise TypeError(f"gru_cell: dtypes differ (gx {gx.dtype}, gh {gh.dtype}, h {h.dtype}); "
-                        "give all three the same float dtype")
     return GRUCellUpdate.apply(gx, gh, h)
 
 
@@ -407,7 +416,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     if input.device != target.device:
         raise DeviceError(f"mse_loss: input on {input.device}, target on {target.device}; "
                           "move one with .to()")
-    d = input - target
+    d = input - target          # promotes as every op does
     sq = d * d
     return sq if reduction == "none" else sq.sum() if reduction == "sum" else sq.mean()
 
@@ -422,6 +431,6 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                          f"and {None if bias is None else bias.shape}")
     if x.ndim == 0:
         raise ValueError("linear: input must have at least one dimension (features), got a 0-d tensor")
-    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
-        return linear_reference(x, weight, bias)     # mixed dtypes: let promotion decide
+    if x.dtype.kind != "f":
+        return linear_reference(x, weight, bias)     # integer input: matmul's promotion
     return Linear.apply(x, weight, *(() if bias is None else (bias,)))
