@@ -255,8 +255,9 @@ def unbroadcast(g: Tensor, shape: tuple[int, ...], op: str) -> Tensor:
     return g
 
 
-def _toposort(roots: Iterable[Tensor]) -> list[Tensor]:
-    """Tensors reachable from ``roots`` through graph nodes, outputs before inputs.
+def _toposort(roots: Iterable[Tensor], stop: set[int] = frozenset()) -> list[Tensor]:
+    """Tensors reachable from ``roots`` through graph nodes, outputs before inputs,
+    not looking past the tensors whose ids are in ``stop``.
 
     Iterative depth-first search: a post-order of the graph, reversed."""
     order: list[Tensor] = []
@@ -275,7 +276,7 @@ def _toposort(roots: Iterable[Tensor]) -> list[Tensor]:
             seen.add(id(t))
             stack.append((t, True))
             fn = t._ctx
-            if fn is not None:
+            if fn is not None and id(t) not in stop:
                 if fn._freed:
                     raise GraphError(
                         "backward through a graph that was already freed: the first backward() "
@@ -289,16 +290,19 @@ def _toposort(roots: Iterable[Tensor]) -> list[Tensor]:
 
 
 def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], retain_graph: bool,
-                  create_graph: bool, inputs: Sequence[Tensor] | None) -> dict[int, Tensor]:
+                  create_graph: bool, inputs: Sequence[Tensor] | None,
+                  stop_at_inputs: bool = False) -> dict[int, Tensor]:
     """The engine. Returns gradients for ``inputs`` (if given) keyed by id;
-    otherwise accumulates into ``.grad`` of leaves (and ``retain_grad()`` tensors)."""
+    otherwise accumulates into ``.grad`` of leaves (and ``retain_grad()`` tensors).
+    ``stop_at_inputs``: partial derivatives, each input taken as independent of the
+    others (the walk does not go past them), as a vector-Jacobian product needs."""
     wanted = None if inputs is None else {id(t) for t in inputs}
     acc = _Accumulator(create_graph)
     for o, g in zip(outputs, grad_outputs):
         acc.add(o, g)
     result: dict[int, Tensor] = {}
     with set_grad_enabled(create_graph), _BackwardPass():
-        for t in _toposort(outputs):
+        for t in _toposort(outputs, wanted if stop_at_inputs else frozenset()):
             g = acc.pop(t)
             if g is None:
                 continue
@@ -315,7 +319,7 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
                 else:
                     t.grad = _add(t.grad, g, create_graph)
             fn = t._ctx
-            if fn is None:
+            if fn is None or (stop_at_inputs and id(t) in wanted):
                 continue
             _check_versions(fn, t)
             if not create_graph and fn.backward_into is not None and fn.inputs[0].requires_grad:
@@ -520,6 +524,21 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
                              "outputs; pass allow_unused=True to get None for it")
         out.append(g)
     return tuple(out)
+
+
+def vjp(outputs: Tensor, inputs: Sequence[Tensor], grad_output: Tensor,
+        create_graph: bool = True) -> tuple[Tensor | None, ...]:
+    """Partial derivatives of ``outputs`` w.r.t. each of ``inputs`` taken as independent
+    variables, contracted with ``grad_output`` (None where an input is unused).
+
+    Unlike ``grad``, the walk stops at the inputs: a path from one input through another
+    is not followed, and nothing upstream of them runs. That is what an op's backward
+    written as ``vjp(composite(*self.inputs), self.inputs, g)`` needs, since the engine
+    carries each input's gradient further up itself."""
+    outs, gos = _check_outputs(outputs, grad_output, "vjp")
+    res = _run_backward(outs, gos, retain_graph=True, create_graph=create_graph,
+                        inputs=list(inputs), stop_at_inputs=True)
+    return tuple(res.get(id(t)) for t in inputs)
 
 
 def _tensor_backward(self: Tensor, gradient: Tensor | None = None, retain_graph: bool | None = None,

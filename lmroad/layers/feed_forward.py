@@ -10,7 +10,7 @@ from ._checks import check_positive
 from .dropout import Dropout
 from .linear import Linear
 
-_ACTIVATIONS = {
+ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),                            # exact, x·Φ(x) (PyTorch's default)
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),   # GPT-2's approximation
     "relu": lambda x: F.relu(x),                            # the original Transformer's
@@ -34,8 +34,8 @@ class FeedForward(nn.Module):
         super().__init__()
         hidden = 4 * n_embd if hidden is None else hidden
         check_positive("FeedForward", n_embd=n_embd, hidden=hidden)
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"FeedForward: activation must be one of {sorted(_ACTIVATIONS)}, "
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"FeedForward: activation must be one of {sorted(ACTIVATIONS)}, "
                              f"got {activation!r}")
         self.n_embd, self.hidden, self.activation = n_embd, hidden, activation
         self.fc = Linear(n_embd, hidden, bias=bias)
@@ -43,7 +43,7 @@ class FeedForward(nn.Module):
         self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.proj(_ACTIVATIONS[self.activation](self.fc(x))))
+        return self.drop(self.proj(ACTIVATIONS[self.activation](self.fc(x))))
 
     def extra_repr(self) -> str:
         return f"n_embd={self.n_embd}, hidden={self.hidden}, activation={self.activation!r}"

@@ -8,7 +8,7 @@ from minigrad.tensor import Tensor
 from ._checks import check_features
 from .attention import MultiHeadAttention
 from .dropout import Dropout
-from .feed_forward import FeedForward
+from .feed_forward import ACTIVATIONS, FeedForward
 from .kv_cache import KVCache
 from .layer_norm import LayerNorm
 
@@ -48,6 +48,9 @@ class TransformerBlock(nn.Module):
                  bias: bool = True, causal: bool = True, hidden: int | None = None,
                  activation: str = "gelu"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"TransformerBlock: activation must be one of {sorted(ACTIVATIONS)}, "
+                             f"got {activation!r}")
         self.n_embd, self.n_head = n_embd, n_head
         self.norm_first, self.causal = bool(norm_first), bool(causal)
         self.ln1 = LayerNorm(n_embd, bias=bias)

@@ -164,25 +164,21 @@ def test_whole_model_gradients_match_finite_differences(name):
 # --------------------------------------------------------------------------- second order
 
 # Each fused op's differentiable backward (minigrad/ops/linalg.py, _vjp_of) differentiates its
-# composite reference with minigrad.grad on the op's real inputs; that walk does not stop at
-# them but goes on up the graph, so a tensor that is both an input of the op and upstream of
-# another of its inputs (a recurrent weight used at every step, a tied embedding) gets the
-# upstream path counted twice, and each fused op upstream runs the same walk again (time
-# exponential in the number of chained fused ops: a 2-layer GRU over 4 steps takes minutes).
-# The fast first-order path is right (gradcheck above); these fail until _vjp_of is fixed.
-_VJP_OF_BUG = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                reason="_vjp_of (minigrad/ops/linalg.py) counts paths upstream of "
-                                       "the op's inputs twice")
-AGREE = [pytest.param(n, marks=() if n in ("lstm-fused", "lstm-dropout") else _VJP_OF_BUG)
-         for n in CASES]
+# composite reference on the op's real inputs. That walk must stop at them (autograd.vjp):
+# when it went on up the graph, a tensor both an input of the op and upstream of another of
+# its inputs (a recurrent weight used at every step, a tied embedding) had the upstream path
+# counted twice, and each fused op upstream ran the same walk again (time exponential in the
+# number of chained fused ops: a 2-layer GRU over 4 steps took minutes). Two layers and four
+# steps here, so both the values and the time would show it again.
+AGREE = list(CASES)
 
 
 @pytest.mark.parametrize("name", AGREE)
 def test_differentiable_backward_agrees_with_the_fast_one(name):
     """gradcheck sees the engine's first-order path (each op's backward_raw); create_graph=True
     runs each op's differentiable backward instead: both must give the same gradient."""
-    model = build(name, layers=1)
-    fn, inputs = loss_of(model, *data(T=3))
+    model = build(name, layers=2)
+    fn, inputs = loss_of(model, *data(T=4))
     fast = mg.grad(fn(*inputs), list(inputs))
     graph = mg.grad(fn(*inputs), list(inputs), create_graph=True)
     wrong = [n for n, a, b in zip(input_names(model, inputs), fast, graph)
@@ -194,7 +190,7 @@ def test_differentiable_backward_agrees_with_the_fast_one(name):
 def test_whole_model_second_derivatives_match_finite_differences(name):
     """gradgradcheck compares the derivative of the create_graph=True gradient with finite
     differences of that same gradient, so it cannot see a wrong value of it (the agreement
-    test above does): it passes for transformer-lean in spite of the _vjp_of bug."""
+    test above does): it passed for transformer-lean in spite of the old _vjp_of bug."""
     model = build(name, layers=1)
     fn, inputs = loss_of(model, *data(T=3))
     assert mg.gradgradcheck(fn, inputs, fast_mode=True, **TOL)

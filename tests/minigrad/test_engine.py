@@ -1,5 +1,6 @@
 """The engine: graph traversal, accumulation, freeing, higher order, hooks."""
 
+import numpy as np
 import pytest
 
 import minigrad as mg
@@ -87,3 +88,32 @@ def test_scalar_keeps_float32():
     x = mg.ones(3)
     assert (x * 0.5 + 1).dtype == mg.float32
     assert (2.0 / x).dtype == mg.float32
+
+
+def test_a_fused_ops_differentiable_backward_counts_each_path_once():
+    """Linear's create_graph backward differentiates its composite on its real inputs;
+    the walk must stop there (autograd.vjp), or w, upstream of the second linear's input
+    as well as its weight, gets the path through the first linear twice."""
+    import minigrad.functional as F
+    rng = np.random.default_rng(0)
+    x = mg.tensor(rng.standard_normal((3, 4)), dtype="float64")
+    w = mg.tensor(rng.standard_normal((4, 4)), dtype="float64", requires_grad=True)
+    b = mg.tensor(rng.standard_normal(4), dtype="float64", requires_grad=True)
+
+    def loss():
+        return F.linear(F.linear(x, w, b).tanh(), w, b).sum()
+    fast = mg.grad(loss(), [w, b])
+    graph = mg.grad(loss(), [w, b], create_graph=True)
+    for f, g in zip(fast, graph):
+        np.testing.assert_allclose(g.numpy(), f.numpy(), rtol=1e-12)
+
+
+def test_vjp_takes_each_input_as_independent():
+    from minigrad.autograd import vjp
+    a = mg.tensor(2.0, dtype="float64", requires_grad=True)
+    b = a * 3.0                                     # b depends on a
+    y = a * b
+    (ga_total,) = mg.grad(y, [a], retain_graph=True)
+    ga, gb = vjp(y, [a, b], mg.tensor(1.0, dtype="float64"))
+    assert ga_total.item() == 12.0                  # d(3a²)/da
+    assert ga.item() == 6.0 and gb.item() == 2.0    # ∂(a b)/∂a = b, ∂/∂b = a
