@@ -20,7 +20,7 @@ from .. import backend
 from ..autograd import Function
 from ..errors import DeviceError
 from ..tensor import Tensor, tensor
-from ._lift import broadcast_shape, normalize_axes
+from ._lift import broadcast_shape, single_axis
 from .index import GetItem
 
 
@@ -87,7 +87,7 @@ def take_along_axis(x: Tensor, indices, axis: int | None) -> Tensor:
         x, axis = x.reshape(-1), 0
     if x.ndim == 0:
         raise ValueError("take_along_axis: x is 0-d and has no axis to take along; pass axis=None")
-    ax = normalize_axes(axis, x.ndim, "take_along_axis")[0]
+    ax = single_axis(axis, x.ndim, "take_along_axis")
     if indices.ndim != x.ndim:
         raise ValueError(f"take_along_axis: indices of shape {indices.shape} and x of shape {x.shape} "
                          f"must have the same number of dims ({indices.ndim} != {x.ndim})")
@@ -111,9 +111,9 @@ def gather(x: Tensor, dim: int, index) -> Tensor:
         raise ValueError(f"gather: index of shape {index.shape} and input of shape {x.shape} must "
                          f"have the same number of dims ({index.ndim} != {x.ndim})")
     if x.ndim == 0:
-        normalize_axes(dim, 1, "gather")         # 0 or -1, as PyTorch
+        single_axis(dim, 1, "gather")         # 0 or -1, as PyTorch
         return gather(x.reshape(1), 0, index.reshape(1)).reshape(())
-    d = normalize_axes(dim, x.ndim, "gather")[0]
+    d = single_axis(dim, x.ndim, "gather")
     for e, (ni, nx) in enumerate(zip(index.shape, x.shape)):
         if e != d and ni > nx:
             raise ValueError(f"gather: index of shape {index.shape} is larger than input of shape "

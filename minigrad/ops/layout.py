@@ -15,7 +15,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Function
 from ..tensor import Tensor
-from ._lift import normalize_axes
+from ._lift import normalize_axes, single_axis
 
 
 def _int(value, name: str, op: str) -> int:
@@ -66,10 +66,10 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     a 0-d tensor becomes shape (1,)."""
     if x.ndim == 0:
         for d in (start_dim, end_dim):     # as PyTorch: 0 or -1, as for a 1-d tensor
-            normalize_axes(_int(d, "start_dim/end_dim", "flatten"), 1, "flatten")
+            single_axis(_int(d, "start_dim/end_dim", "flatten"), 1, "flatten")
         return x.reshape(1)
-    s = normalize_axes(_int(start_dim, "start_dim", "flatten"), x.ndim, "flatten")[0]
-    e = normalize_axes(_int(end_dim, "end_dim", "flatten"), x.ndim, "flatten")[0]
+    s = single_axis(_int(start_dim, "start_dim", "flatten"), x.ndim, "flatten")
+    e = single_axis(_int(end_dim, "end_dim", "flatten"), x.ndim, "flatten")
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
                          f"for a tensor of shape {x.shape}")
@@ -83,9 +83,10 @@ def repeat(x: Tensor, repeats, axis: int | None = None) -> Tensor:
     ``repeat_interleave``.) The gradient sums over the copies."""
     if axis is None:
         x, axis = x.reshape(-1), 0
-    if x.ndim == 0:
-        raise ValueError(f"repeat: a 0-d tensor has no axis {axis}; pass axis=None")
-    ax = normalize_axes(axis, x.ndim, "repeat")[0]
+    if x.ndim == 0:                          # axis 0 or -1: the one element, as 1-d (NumPy)
+        single_axis(axis, 1, "repeat")
+        x, axis = x.reshape(-1), 0
+    ax = single_axis(axis, x.ndim, "repeat")
     n = x.shape[ax]
     if isinstance(repeats, Tensor):
         repeats = repeats.tolist()

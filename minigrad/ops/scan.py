@@ -9,7 +9,7 @@ import math
 from .. import backend
 from ..autograd import Function
 from ..tensor import Tensor
-from ._lift import normalize_axes
+from ._lift import normalize_axes, single_axis
 from .elementwise import where
 
 
@@ -29,9 +29,9 @@ def cumsum(x: Tensor, axis: int | None = None) -> Tensor:
     sums the flattened tensor. Bool and small integers accumulate in int64."""
     if axis is None or x.ndim == 0:
         if axis is not None:
-            normalize_axes(axis, 1, "cumsum")      # only 0 or -1, as NumPy
+            single_axis(axis, 1, "cumsum")      # only 0 or -1, as NumPy
         x, axis = x.reshape(-1), 0
-    ax = normalize_axes(axis, x.ndim, "cumsum")[0]
+    ax = single_axis(axis, x.ndim, "cumsum")
     if x.dtype.kind == "b":
         x = x.astype("int64")
     return CumSum.apply(x, axis=ax)

@@ -15,7 +15,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Function
 from ..tensor import Tensor
-from ._lift import normalize_axes
+from ._lift import single_axis
 from .gather import take_along_axis
 
 
@@ -39,9 +39,10 @@ def _axis(x: Tensor, axis, op: str) -> tuple[Tensor, int]:
     """``x`` (flattened for axis=None) and its axis as a non-negative int."""
     if axis is None:
         return x.reshape(-1), 0
-    if x.ndim == 0:
-        raise ValueError(f"{op}: a 0-d tensor has no axis {axis}; pass axis=None to treat it as 1-D")
-    return x, normalize_axes(axis, x.ndim, op)[0]
+    if x.ndim == 0:                          # axis 0 or -1: the one element, as 1-d
+        single_axis(axis, 1, op)
+        return x.reshape(-1), 0
+    return x, single_axis(axis, x.ndim, op)
 
 
 def argsort(x: Tensor, axis: int | None = -1, descending: bool = False) -> Tensor:

@@ -42,6 +42,16 @@ OPS = {
     "stack": (lambda x, ax: mg.stack([x, x], axis=ax), lambda a, ax: np.stack([a, a], axis=ax)),
     "split": (lambda x, ax: mg.split(x, 1, axis=ax)[0], lambda a, ax: np.split(a, 1, axis=ax)[0]),
     "swapaxes": (lambda x, ax: mg.swapaxes(x, ax, 0), lambda a, ax: np.swapaxes(a, ax, 0)),
+    "cumsum": (lambda x, ax: mg.cumsum(x, axis=ax), lambda a, ax: np.cumsum(a, axis=ax)),
+    "prod": (lambda x, ax: mg.prod(x, axis=ax), lambda a, ax: np.prod(a, axis=ax)),
+    "sort": (lambda x, ax: mg.sort(x, axis=ax), lambda a, ax: np.sort(a, axis=ax)),
+    "argsort": (lambda x, ax: mg.argsort(x, axis=ax), lambda a, ax: np.argsort(a, axis=ax, stable=True)),
+    "topk": (lambda x, ax: mg.topk(x, 1, axis=ax)[0],
+             lambda a, ax: np.flip(np.sort(a, axis=ax), axis=ax).take([0], axis=ax)),
+    "roll": (lambda x, ax: mg.roll(x, 1, axis=ax), lambda a, ax: np.roll(a, 1, axis=ax)),
+    "take_along_axis": (lambda x, ax: mg.take_along_axis(x, mg.zeros(x.shape, dtype=mg.int64), ax),
+                        lambda a, ax: np.take_along_axis(a, np.zeros(a.shape, dtype=np.int64), ax)),
+    "repeat": (lambda x, ax: mg.repeat(x, 2, axis=ax), lambda a, ax: np.repeat(a, 2, axis=ax)),
 }
 
 SHAPES = [(), (1,), (2, 3), (2, 1, 3)]
