@@ -28,9 +28,8 @@ from .tensor import Tensor
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "layer_norm", "embedding", "one_hot", "dropout",
            "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear", "lstm_cell",
-           "lstm_sequence", "gru_cell", "relu", "gelu", "sigmoid", "tanh", "silu", "leaky_relu", "elu"]
-# F.softplus is here too (PyTorch's place for it); it joins __all__ once
-# tests/minigrad/test_op_families.py no longer uses "softplus" as the name of its made-up op.
+           "lstm_sequence", "gru_cell", "relu", "gelu", "sigmoid", "tanh", "silu", "softplus",
+           "leaky_relu", "elu"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
