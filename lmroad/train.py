@@ -262,21 +262,6 @@ def _append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record, allow_nan=False) + "\n")
 
 
-def _truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop records a crashed run wrote after its last checkpoint, so a resumed log has no repeats."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue            # a line cut short by a crash
-        if rec.get("step", 0) <= last_step:
-            keep.append(line)
-    path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
-
-
 class _DataPosition:
     """Where a run is in its data: the source of batches, the generator of window
     offsets, minigrad's host generator (dropout masks) and, for a recurrent
@@ -356,13 +341,27 @@ class _Text:
     data_id: str          # fingerprint of the text: a resumed run must read the same
 
 
+def _extra(resumed) -> dict:
+    """The trainer's own part of a checkpoint (``extra``), checked: a dict, whose skip
+    counters are non-negative ints (the loader checks the rest of the file)."""
+    extra = resumed.extra if resumed.extra is not None else {}
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{resumed.json_path}: extra must be an object, got "
+                              f"{type(extra).__name__}")
+    for key in ("skipped_steps", "skip_streak"):
+        v = extra.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CheckpointError(f"{resumed.json_path}: extra.{key} must be an int >= 0, got {v!r}")
+    return extra
+
+
 def _load_text(cfg: TrainConfig, resumed) -> _Text:
     """text -> token ids, with the tokenizer the checkpoint saved when resuming."""
     corpus = load_corpus(cfg.data if cfg.data is not None else cfg.corpus)
     data_id = _fingerprint(corpus.train, corpus.val)
     if resumed is None:
         tokenizer = build_tokenizer(cfg.tokenizer, corpus)
-    elif (resumed.extra or {}).get("data_sha256") != data_id:
+    elif _extra(resumed).get("data_sha256") != data_id:
         raise CheckpointError(f"{resumed.json_path}: was trained on other text than "
                               f"{cfg.data or cfg.corpus!r}; resume with the same --corpus/--data")
     else:
@@ -429,8 +428,8 @@ class _Run:
             raise CheckpointError(f"{resumed.json_path}: the training state does not fit this run: "
                                   f"{e}") from None
         self.step = resumed.step
-        self.skipped = int((resumed.extra or {}).get("skipped_steps", 0))
-        self.streak = int((resumed.extra or {}).get("skip_streak", 0))
+        self.skipped = _extra(resumed).get("skipped_steps", 0)
+        self.streak = _extra(resumed).get("skip_streak", 0)
         self.best = (resumed.metrics.get("best") or {}).get("val_loss")
         self.best_step = (resumed.metrics.get("best") or {}).get("step")
         ckpt_mod.truncate_metrics_log(self.metrics_path, self.step, warn=self.progress.write)

@@ -227,6 +227,19 @@ def test_resume_refuses_another_model_or_other_data(text_file, tmp_path):
         resolve_config({"out": str(tmp_path / "empty")}, resume=True)
 
 
+@pytest.mark.parametrize("extra", [[1, 2], {"skip_streak": -1}, {"skipped_steps": "3"},
+                                   {"skipped_steps": True}])
+def test_resume_refuses_a_checkpoint_whose_trainer_state_is_malformed(text_file, tmp_path, extra):
+    train(config(text_file, tmp_path, max_iters=2))
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    if isinstance(extra, dict):
+        extra = {**meta["extra"], **extra}
+    meta["extra"] = extra
+    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"checkpoint.json: extra"):
+        train(config(text_file, tmp_path, max_iters=4, resume=True))
+
+
 # =========================================================================== other models, output
 
 @pytest.mark.parametrize("model", ["gru", "rnn"])
