@@ -66,39 +66,24 @@ logical_xor = _make_logic("logical_xor")
 logical_not = _make_logic("logical_not")
 
 
-class IsFinite(_NoGrad):
-    op_name = "isfinite"
+def _make_check(name: str, doc: str):
+    """``isfinite``, ``isnan``, ``isinf``: an elementwise test as a bool tensor (no gradient)."""
+    class Check(_NoGrad):
+        op_name = name
 
-    def forward(self, x):
-        return backend.xp_of(x).isfinite(x)
+        def forward(self, x):
+            return getattr(backend.xp_of(x), name)(x)
 
+    def fn(x: Tensor) -> Tensor:
+        return Check.apply(x)
 
-def isfinite(x: Tensor) -> Tensor:
-    return IsFinite.apply(x)
-
-
-class IsNan(_NoGrad):
-    op_name = "isnan"
-
-    def forward(self, x):
-        return backend.xp_of(x).isnan(x)
+    fn.__name__, fn.__doc__ = name, f"Elementwise {doc} as a bool tensor (no gradient)."
+    return fn
 
 
-class IsInf(_NoGrad):
-    op_name = "isinf"
-
-    def forward(self, x):
-        return backend.xp_of(x).isinf(x)
-
-
-def isnan(x: Tensor) -> Tensor:
-    """Elementwise ``x != x`` (NaN) as a bool tensor (no gradient)."""
-    return IsNan.apply(x)
-
-
-def isinf(x: Tensor) -> Tensor:
-    """Elementwise ``|x| == inf`` as a bool tensor (no gradient)."""
-    return IsInf.apply(x)
+isfinite = _make_check("isfinite", "``x`` is neither NaN nor ±inf")
+isnan = _make_check("isnan", "``x != x`` (NaN)")
+isinf = _make_check("isinf", "``|x| == inf``")
 
 
 class ArgMax(_NoGrad):
