@@ -1056,7 +1056,6 @@ def _ref_softplus(x, beta, threshold):
 
 
 register("silu", F.silu, unary(-4.0, 4.0), lambda x: x / (1.0 + np.exp(-x)), empty_ok=True)
-# covers nothing until "softplus" joins F.__all__ (see minigrad/functional.py)
 register("softplus", F.softplus, _softplus_cases, _ref_softplus, empty_ok=True)
 register("leaky_relu", F.leaky_relu,
          unary(avoid=(0.0,), negative_slope=st.sampled_from([0.01, 0.2, -0.5])),
