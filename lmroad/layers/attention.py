@@ -163,9 +163,8 @@ class MultiHeadAttention(nn.Module):
         bool with True = MAY attend, or float (added to the scores)."""
         nh = self.num_heads
         allowed, added = None, None
-        if is_causal:
-            xp = q.xp
-            allowed = Tensor._make(xp.tril(xp.ones((L, S), dtype=bool), k=S - L), q.device)
+        if is_causal:   # query i sees keys up to S - L + i: the lower triangle, shifted by the cache
+            allowed = mg.tril(mg.ones((L, S), dtype="bool", device=q.device), k=S - L)
         if attn_mask is not None:
             m = self._check_mask(attn_mask, "attn_mask")
             if m.ndim == 2:

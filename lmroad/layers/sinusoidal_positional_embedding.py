@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 import minigrad as mg
 from minigrad import nn
 from minigrad.tensor import Tensor
@@ -28,12 +26,12 @@ class SinusoidalPositionalEmbedding(nn.Module):
         super().__init__()
         check_positive("SinusoidalPositionalEmbedding", max_len=max_len, dim=dim)
         self.max_len, self.dim = max_len, dim
-        pos = np.arange(max_len, dtype=np.float64)[:, None]                 # (max_len, 1)
-        freq = 10000.0 ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)  # (ceil(dim/2),)
-        pe = np.zeros((max_len, dim))
-        pe[:, 0::2] = np.sin(pos * freq)
-        pe[:, 1::2] = np.cos(pos * freq[: dim // 2])
-        self.register_buffer("pe", mg.tensor(pe, dtype=mg.get_default_dtype()), persistent=False)
+        pos = mg.arange(max_len, dtype="float64").unsqueeze(1)               # (max_len, 1)
+        freq = 10000.0 ** (-mg.arange(0, dim, 2, dtype="float64") / dim)   # (ceil(dim/2),)
+        angle = pos * freq                                                 # (max_len, ceil(dim/2))
+        # columns sin, cos, sin, cos, ...: the pairs stacked last, then merged (an odd dim drops a cos)
+        pe = mg.stack([mg.sin(angle), mg.cos(angle)], axis=-1).reshape(max_len, -1)[:, :dim]
+        self.register_buffer("pe", pe.astype(mg.get_default_dtype()), persistent=False)
 
     def forward(self, positions: int | Tensor) -> Tensor:
         name = f"SinusoidalPositionalEmbedding(max_len={self.max_len}, dim={self.dim})"
