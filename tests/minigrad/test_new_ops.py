@@ -107,7 +107,8 @@ def test_sort_follows_numpy_on_axes():
 @pytest.mark.parametrize("call,exc,pattern", [
     (lambda x: mg.sort(x, axis=2), ValueError, r"sort: axis 2 is out of range for a tensor with 2 dims"),
     (lambda x: mg.argsort(x, axis=-3), ValueError, r"argsort: axis -3 is out of range"),
-    (lambda x: mg.sort(x[0, 0], axis=1), ValueError, r"sort: axis 1 is out of range for a tensor with 1 dims"),
+    (lambda x: mg.sort(x[0, 0], axis=1), ValueError,
+     r"sort: axis 1 is out of range for a tensor with 1 dims"),
     (lambda x: mg.sort(x, axis=(0, 1)), TypeError, r"sort: axis must be one int"),
     (lambda x: mg.topk(x, 4), ValueError, r"topk: k=4 is out of range for axis 1 of size 3 .*valid: 0 to 3"),
     (lambda x: mg.topk(x, -1), ValueError, r"topk: k=-1 is out of range"),
