@@ -26,6 +26,7 @@ from .creation import (
     eye,
     full,
     full_like,
+    linspace,
     ones,
     ones_like,
     rand,
@@ -64,7 +65,7 @@ __all__ = [
     # tensors
     "Tensor", "tensor", "Device", "device", "float16", "float32", "float64", "int32", "int64",
     "bool_", "get_default_dtype", "set_default_dtype",
-    "zeros", "ones", "full", "empty", "arange", "eye", "randn", "rand", "randint", "zeros_like",
+    "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "randn", "rand", "randint", "zeros_like",
     "ones_like", "full_like", "manual_seed", "device_checks", "use_kernels",
     # autograd
     "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",

@@ -167,7 +167,25 @@ def roll(x: Tensor, shift, axis=None) -> Tensor:
 
 # --------------------------------------------------------------------------- exports
 
-__all__ = ["tril", "triu", "flatten", "repeat", "tile", "roll"]
+repeat_interleave = repeat      # PyTorch's name for NumPy's repeat
 
-METHODS = {"tril": tril, "triu": triu, "flatten": flatten, "repeat": repeat, "tile": tile,
-           "roll": roll}
+
+def _tensor_repeat(x: Tensor, *sizes) -> Tensor:
+    """``Tensor.repeat(*sizes)`` as in PyTorch: ``x`` repeated as a block ``sizes[i]`` times
+    along each dim (``tile``), one size per dim at least. (``minigrad.repeat``, the
+    function, is NumPy's element-wise repeat, PyTorch's ``repeat_interleave``.)"""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    if len(sizes) < x.ndim:
+        raise ValueError(f"repeat: Tensor.repeat (PyTorch's) takes one size per dim, at least "
+                         f"{x.ndim} for a tensor of shape {x.shape}, got {sizes}; for NumPy's "
+                         "element-wise repeat use minigrad.repeat(x, repeats, axis) or "
+                         "x.repeat_interleave(repeats, axis)")
+    return tile(x, sizes)
+
+
+__all__ = ["tril", "triu", "flatten", "repeat", "repeat_interleave", "tile", "roll"]
+
+# the method x.repeat is PyTorch's (a tile); the function minigrad.repeat is NumPy's
+METHODS = {"tril": tril, "triu": triu, "flatten": flatten, "repeat": _tensor_repeat,
+           "repeat_interleave": repeat_interleave, "tile": tile, "roll": roll}

@@ -991,7 +991,8 @@ def _roll_cases(draw, min_side):
 register("tril", mg.tril, _triangle_cases, np.tril, empty_ok=True)
 register("triu", mg.triu, _triangle_cases, np.triu, empty_ok=True)
 register("flatten", mg.flatten, _flatten_cases, _ref_flatten, empty_ok=True)
-register("repeat", mg.repeat, _repeat_cases, np.repeat, empty_ok=True)
+register("repeat", mg.repeat, _repeat_cases, np.repeat, covers=("repeat", "repeat_interleave"),
+         empty_ok=True)
 register("tile", mg.tile, _tile_cases, np.tile, empty_ok=True)
 register("roll", mg.roll, _roll_cases, np.roll, empty_ok=True)
 

@@ -271,7 +271,7 @@ def test_tril_of_a_bool_tensor_is_a_causal_mask(device):
 
 def test_repeat_is_numpys_and_tile_is_pytorchs_tensor_repeat():
     x = _t([[1.0, 2.0], [3.0, 4.0]])
-    assert x.repeat(2, axis=0).tolist() == [[1.0, 2.0], [1.0, 2.0], [3.0, 4.0], [3.0, 4.0]]
+    assert x.repeat_interleave(2, axis=0).tolist() == [[1.0, 2.0], [1.0, 2.0], [3.0, 4.0], [3.0, 4.0]]
     assert mg.repeat(x, [1, 2], axis=1).tolist() == [[1.0, 2.0, 2.0], [3.0, 4.0, 4.0]]
     assert mg.repeat(x, 2).tolist() == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]
     assert x.tile((2, 1)).tolist() == [[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [3.0, 4.0]]
@@ -363,6 +363,7 @@ def test_pointwise_errors(call, exc, pattern):
 
 def test_linspace_follows_numpy(device):
     t = linspace(0, 1, 5, device=device)
+    assert mg.linspace is linspace
     assert t.dtype == mg.get_default_dtype() and t.device == mg.Device(device)
     np.testing.assert_array_equal(t.numpy(), np.linspace(0, 1, 5, dtype=t.dtype))
     np.testing.assert_array_equal(linspace(-1.0, 1.0, 4, endpoint=False, dtype="float64").numpy(),
@@ -522,3 +523,14 @@ def test_every_loss_checks_reduction_and_lists_the_valid_values(name):
 def test_loss_errors(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_tensor_repeat_is_pytorchs_and_minigrad_repeat_is_numpys():
+    x = mg.tensor([[1.0, 2.0]])
+    assert x.repeat(2, 1).tolist() == [[1.0, 2.0], [1.0, 2.0]]          # torch: a tile
+    assert x.repeat((1, 2)).tolist() == [[1.0, 2.0, 1.0, 2.0]]
+    assert mg.repeat(x, 2, axis=1).tolist() == [[1.0, 1.0, 2.0, 2.0]]     # numpy: element-wise
+    assert x.repeat_interleave(2, axis=1).tolist() == [[1.0, 1.0, 2.0, 2.0]]
+    with pytest.raises(ValueError, match="repeat: Tensor.repeat .* at least 2 .*repeat_interleave"):
+        x.repeat(2)
+
