@@ -152,6 +152,14 @@ def gradgradcheck(fn: Callable, inputs, eps: float = 1e-6, atol: float = 1e-5, r
             o = [t for t in _outputs(fn, xs) if t.requires_grad]
             gs = grad(o, [xs[i] for i in wrt], grad_outputs=list(v_in), create_graph=True,
                       allow_unused=True)
+        for i, g in zip(wrt, gs):
+            # d<v, f>/dx is linear in v, so a nonzero one that records no graph was detached
+            # by some backward: its second derivative would go unchecked, not pass
+            if g is not None and not g.requires_grad and bool(backend.to_host((g.data != 0).any())):
+                raise GradcheckError(
+                    f"gradgradcheck: the gradient for input {i} (shape {xs[i].shape}) is nonzero "
+                    "but records no graph with create_graph=True: a backward in fn is not "
+                    "differentiable (it returned raw arrays or detached tensors)")
         return tuple(g for g in gs if g is not None and g.requires_grad)
 
     if not vjp(*args, *vs):

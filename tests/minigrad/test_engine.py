@@ -117,3 +117,20 @@ def test_vjp_takes_each_input_as_independent():
     ga, gb = vjp(y, [a, b], mg.tensor(1.0, dtype="float64"))
     assert ga_total.item() == 12.0                  # d(3a²)/da
     assert ga.item() == 6.0 and gb.item() == 2.0    # ∂(a b)/∂a = b, ∂/∂b = a
+
+
+def test_gradgradcheck_refuses_a_backward_that_records_no_graph():
+    """A backward returning detached gradients used to pass as "nothing second-order
+    to check"; its nonzero gradient with create_graph=True must record a graph."""
+    class Detached(mg.Function):
+        def forward(self, x):
+            return x * x
+
+        def backward(self, g):
+            return (g * 2.0 * self.inputs[0]).detach()
+
+    x = mg.tensor([0.5, -1.5], dtype="float64", requires_grad=True)
+    assert mg.gradcheck(lambda t: Detached.apply(t), (x,))
+    with pytest.raises(mg.GradcheckError, match="input 0 .* nonzero but records no graph"):
+        mg.gradgradcheck(lambda t: Detached.apply(t), (x,))
+    assert mg.gradgradcheck(lambda t: t * 3.0, (x,))          # linear: a graph through v only
