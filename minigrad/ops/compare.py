@@ -99,28 +99,24 @@ class ArgMax(_NoGrad):
         return out.astype("int64")
 
 
-def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+def _arg_extreme(x: Tensor, axis, keepdims: bool, fn: str) -> Tensor:
     # one axis (NumPy's argmax takes no tuple); a 0-d tensor's axis 0 / -1 is the element itself
     if axis is None:
         ax = None
     elif x.ndim == 0:
-        single_axis(axis, 1, "argmax")     # 0 or -1: the element itself
+        single_axis(axis, 1, fn)
         ax = None
     else:
-        ax = single_axis(axis, x.ndim, "argmax")
-    return ArgMax.apply(x, axis=ax, keepdims=keepdims, fn="argmax")
+        ax = single_axis(axis, x.ndim, fn)
+    return ArgMax.apply(x, axis=ax, keepdims=keepdims, fn=fn)
+
+
+def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    return _arg_extreme(x, axis, keepdims, "argmax")
 
 
 def argmin(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
-    # one axis (NumPy's argmax takes no tuple); a 0-d tensor's axis 0 / -1 is the element itself
-    if axis is None:
-        ax = None
-    elif x.ndim == 0:
-        single_axis(axis, 1, "argmin")     # 0 or -1: the element itself
-        ax = None
-    else:
-        ax = single_axis(axis, x.ndim, "argmin")
-    return ArgMax.apply(x, axis=ax, keepdims=keepdims, fn="argmin")
+    return _arg_extreme(x, axis, keepdims, "argmin")
 
 
 def any(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001

@@ -539,19 +539,26 @@ register("softmax", F.softmax, _softmax_cases,
 register("log_softmax", F.log_softmax, _softmax_cases, _ref_log_softmax, empty_ok=True)
 
 
-@st.composite
-def _cross_entropy_cases(draw, min_side):
-    layout = draw(st.sampled_from(["NC", "C", "NCd"]))
-    n, c, d = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
-    shape, tshape = {"NC": ((n, c), (n,)), "C": ((c,), ()), "NCd": ((n, c, d), (n, d))}[layout]
-    assume(math.prod(shape) <= 24)
+def _targets(draw, c: int, tshape):
+    """Class targets of shape ``tshape`` (some ignored), the ignore_index and a reduction;
+    a mean has at least one target that counts (else it is 0/0, NaN, as in PyTorch)."""
     ignore_index = draw(st.sampled_from([-100, 1]))
     pool = list(range(c)) + [ignore_index]
     target = np.array(draw(st.lists(st.sampled_from(pool), min_size=math.prod(tshape),
                                     max_size=math.prod(tshape))), dtype=np.int64).reshape(tshape)
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
     if reduction == "mean":
-        assume((target != ignore_index).any())   # else the mean is 0/0 (NaN, as in PyTorch)
+        assume((target != ignore_index).any())
+    return target, ignore_index, reduction
+
+
+@st.composite
+def _cross_entropy_cases(draw, min_side):
+    layout = draw(st.sampled_from(["NC", "C", "NCd"]))
+    n, c, d = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    shape, tshape = {"NC": ((n, c), (n,)), "C": ((c,), ()), "NCd": ((n, c, d), (n, d))}[layout]
+    assume(math.prod(shape) <= 24)
+    target, ignore_index, reduction = _targets(draw, c, tshape)
     return Case((draw(arrays(shape, -3.0, 3.0)), target),
                 {"ignore_index": ignore_index, "reduction": reduction,
                  "label_smoothing": draw(st.sampled_from([0.0, 0.1, 0.4]))})
@@ -1136,13 +1143,7 @@ def _ref_cross_entropy_probabilities(x, p, reduction, label_smoothing):
 def _class_index_cases(draw, min_side, with_weight):
     shape, tshape = _class_layout(draw)
     c = shape[1] if len(shape) > 1 else shape[0]
-    ignore_index = draw(st.sampled_from([-100, 1]))
-    pool = list(range(c)) + [ignore_index]
-    target = np.array(draw(st.lists(st.sampled_from(pool), min_size=math.prod(tshape),
-                                    max_size=math.prod(tshape))), dtype=np.int64).reshape(tshape)
-    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
-    if reduction == "mean":
-        assume((target != ignore_index).any())   # else the mean is 0/0 (NaN, as in PyTorch)
+    target, ignore_index, reduction = _targets(draw, c, tshape)
     weight = (draw(arrays((c,), 0.5, 2.0)),) if with_weight and draw(st.booleans()) else ()
     return Case((draw(arrays(shape, -3.0, 3.0)), target, *weight),
                 {"ignore_index": ignore_index, "reduction": reduction})
