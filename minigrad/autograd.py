@@ -172,7 +172,7 @@ class Function:
                 raise DeviceError(f"{cls.name()}: tensors on different devices ({dev}, {t._device}); "
                                   "move one with .to()")
         if len(inputs) > 1:
-            inputs = _promote_floats(inputs)
+            inputs = promote_floats(*inputs)
         out = Tensor._make(fn.forward(*[t._data for t in inputs]), dev)
         if fn.is_view:
             out._version_cell = inputs[0]._version_cell
@@ -214,25 +214,26 @@ class Function:
 
 # --------------------------------------------------------------------------- helpers
 
-def _promote_floats(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """The promotion rule, one for every op: float inputs of different dtypes are cast
-    to the widest (NumPy's rule: float16 < float32 < float64) by a recorded ``astype``,
-    whose backward casts the gradient back, so each input gets a gradient of its own
-    dtype. Integer and bool inputs (indices, targets, masks) are left as they are."""
+def promote_floats(*ts):
+    """The promotion rule, one for every op: the float tensors among ``ts`` cast to the
+    widest float dtype among them (NumPy's order: float16 < float32 < float64) by a
+    recorded ``astype``, whose backward casts the gradient back, so each input gets a
+    gradient of its own dtype. Integer and bool tensors (indices, targets, masks) and
+    anything that is not a tensor (None) pass through. ``Function.apply`` calls it on
+    every op's inputs; a composite (``minigrad.functional``) calls it at its door."""
     first = None
-    for t in inputs:
-        dt = t._data.dtype
-        if dt.kind == "f":
+    for t in ts:
+        if isinstance(t, Tensor) and t._data.dtype.kind == "f":
             if first is None:
-                first = dt
-            elif dt != first:
+                first = t._data.dtype
+            elif t._data.dtype != first:
                 break
     else:
-        return inputs
-    target = max((t._data.dtype for t in inputs if t._data.dtype.kind == "f"),
+        return ts
+    target = max((t._data.dtype for t in ts if isinstance(t, Tensor) and t._data.dtype.kind == "f"),
                  key=lambda d: d.itemsize)
-    return tuple(t.astype(target) if t._data.dtype.kind == "f" and t._data.dtype != target else t
-                 for t in inputs)
+    return tuple(t.astype(target) if isinstance(t, Tensor) and t._data.dtype.kind == "f"
+                 and t._data.dtype != target else t for t in ts)
 
 
 def unbroadcast(g: Tensor, shape: tuple[int, ...], op: str) -> Tensor:

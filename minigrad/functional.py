@@ -10,8 +10,9 @@ import math
 import numpy as np
 
 from . import backend
+from .autograd import promote_floats
 from .errors import DeviceError
-from .ops._lift import broadcast_shape, lift, require_float
+from .ops._lift import broadcast_shape, lift, lift_into, require_float
 from .ops.activation import elu, leaky_relu, silu, softplus
 from .ops.attention import Attention
 from .ops.elementwise import gelu, relu, sigmoid, tanh, where
@@ -37,17 +38,6 @@ _REDUCTIONS = ("mean", "sum", "none")
 def _check_reduction(reduction: str, op: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _promote(*ts):
-    """``ts`` with the float tensors among them in their widest float dtype: the rule of
-    every op (see ``Function.apply``) applied at the door of a composite, so its inner
-    ops never round a float64 operand to float32. None and other tensors pass through."""
-    dts = {t.dtype for t in ts if isinstance(t, Tensor) and t.dtype.kind == "f"}
-    if len(dts) <= 1:
-        return ts
-    wide = max(dts, key=lambda d: d.itemsize)
-    return tuple(t.astype(wide) if isinstance(t, Tensor) and t.dtype.kind == "f" else t for t in ts)
 
 
 def _lifted(like: Tensor, op: str, *xs):
@@ -127,7 +117,7 @@ def _cross_entropy_probabilities(input: Tensor, target: Tensor, axis: int, reduc
     if target.device != input.device:
         raise DeviceError(f"cross_entropy: input on {input.device}, target on {target.device}; "
                           "move one with .to()")
-    input, target = _promote(input, target)
+    input, target = promote_floats(input, target)
     q = target.astype(input.dtype)
     if label_smoothing:
         q = q * (1.0 - label_smoothing) + label_smoothing / input.shape[axis]
@@ -161,7 +151,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
         if weight.device != input.device:
             raise DeviceError(f"nll_loss: input on {input.device}, weight on {weight.device}; "
                               "move one with .to()")
-    input, weight = _promote(input, weight)
+    input, weight = promote_floats(input, weight)
     x = _classes_last(input)                                      # (M, C)
     xp = input.xp
     t = target.data.reshape(-1)                                   # (M,)
@@ -188,7 +178,7 @@ def binary_cross_entropy(input: Tensor, target, weight: Tensor | None = None,
     ``binary_cross_entropy_with_logits`` (more accurate, and stable)."""
     require_float(input, "binary_cross_entropy")
     _check_reduction(reduction, "binary_cross_entropy")
-    input, target, weight = _promote(input, *_lifted(input, "binary_cross_entropy", target, weight))
+    input, target, weight = promote_floats(input, *_lifted(input, "binary_cross_entropy", target, weight))
     target = _binary_target(input, target, "binary_cross_entropy")
     x = input.data
     if x.size and (isinstance(x, np.ndarray) or backend.device_checks_enabled()):
@@ -216,7 +206,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight: Tensor | Non
     require_float(input, "binary_cross_entropy_with_logits")
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     op = "binary_cross_entropy_with_logits"
-    input, target, weight, pos_weight = _promote(input, *_lifted(input, op, target, weight, pos_weight))
+    input, target, weight, pos_weight = promote_floats(input, *_lifted(input, op, target, weight, pos_weight))
     target = _binary_target(input, target, op)
     if pos_weight is None:
         losses = softplus(input, threshold=math.inf) - input * target
@@ -239,13 +229,7 @@ def _binary_target(input: Tensor, target, op: str) -> Tensor:
 
 
 def _broadcast_weight(w, input: Tensor, name: str, op: str) -> Tensor:
-    w = lift(w, input, op)
-    if w.device != input.device:
-        raise DeviceError(f"{op}: input on {input.device}, {name} on {w.device}; move one with .to()")
-    if broadcast_shape(op, w.shape, input.shape) != input.shape:
-        raise ValueError(f"{op}: {name} of shape {w.shape} must broadcast to the input's shape "
-                         f"{input.shape} (it would enlarge it)")
-    return w.astype(input.dtype)
+    return lift_into(w, input, op, name).astype(input.dtype)
 
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None,

@@ -52,6 +52,19 @@ def match_float(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return a, b
 
 
+def lift_into(x, like: Tensor, op: str, what: str = "operand") -> Tensor:
+    """``x`` as a tensor on ``like``'s device whose shape broadcasts to ``like.shape``
+    without enlarging it (an in-place operand, a loss's weight), else a clear error."""
+    v = lift(x, like, op)
+    if v._device != like._device:
+        raise DeviceError(f"{op}: {what} on {v._device} for a tensor on {like._device}; move it "
+                          "with .to()")
+    if broadcast_shape(op, like.shape, v.shape) != like.shape:
+        raise ValueError(f"{op}: {what} of shape {v.shape} must broadcast to {like.shape} "
+                         "(it would enlarge it)")
+    return v
+
+
 def broadcast_shape(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     """The broadcast of ``shapes``, or a ValueError naming the op and the shapes."""
     if len(shapes) == 2 and shapes[0] == shapes[1]:

@@ -10,20 +10,14 @@ run instead of giving a wrong gradient (see ``Function.saves``). ``x[i] = v``
 from __future__ import annotations
 
 from .. import backend
-from ..errors import DeviceError
 from ..tensor import Tensor
-from ._lift import begin_inplace, broadcast_shape, lift
+from ._lift import begin_inplace, broadcast_shape, lift, lift_into
 
 
 def _operand(x: Tensor, other, op: str) -> Tensor:
     """``other`` as a tensor that can be written into ``x`` as is: same device, a shape
     that broadcasts to ``x.shape``, no float into an integer tensor."""
-    v = lift(other, x, op)
-    if v._device != x._device:
-        raise DeviceError(f"{op}: operand on {v._device} for a tensor on {x._device}; move it with .to()")
-    if broadcast_shape(op, x.shape, v.shape) != x.shape:
-        raise ValueError(f"{op}: an operand of shape {v.shape} would change the shape of the tensor "
-                         f"{x.shape}; in place, it must broadcast to {x.shape}")
+    v = lift_into(other, x, op)
     if v.dtype.kind == "f" and x.dtype.kind != "f":
         raise TypeError(f"{op}: a {v.dtype} operand cannot change a {x.dtype} tensor in place "
                         "(the result is not an integer); use the out-of-place form")

@@ -178,7 +178,7 @@ def test_in_place_rules_follow_pytorch():
         ints.add_(mg.tensor([0.5, 0.5]))
     with pytest.raises(TypeError, match="setitem: cannot write float32 values into a int64 tensor"):
         ints[0] = mg.tensor(0.5)
-    with pytest.raises(ValueError, match=r"mul_: an operand of shape \(2, 2\) .*broadcast to \(2,\)"):
+    with pytest.raises(ValueError, match=r"mul_: operand of shape \(2, 2\) must broadcast to \(2,\)"):
         mg.ones(2).mul_(mg.ones(2, 2))
     with pytest.raises(ValueError, match=r"mul_: shapes \(2,\) and \(3,\) cannot be broadcast"):
         mg.ones(2).mul_(mg.ones(3))
