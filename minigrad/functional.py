@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from . import backend
-from .autograd import promote_floats
+from .autograd import is_grad_enabled, promote_floats
 from .errors import DeviceError
 from .ops._lift import broadcast_shape, lift, lift_into, require_float
 from .ops.activation import elu, leaky_relu, silu, softplus
@@ -265,7 +265,9 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
         raise IndexError(f"embedding: index {bad} is out of range for {v} embeddings (valid: 0 to {v - 1})")
     if input.device != weight.device:
         raise DeviceError(f"embedding: indices on {input.device}, weight on {weight.device}")
-    return GetItem.apply(weight, index=(i.copy(),), advanced=True)   # a copy: backward reads it
+    if weight.requires_grad and is_grad_enabled():
+        i = i.copy()    # a recorded gather's backward reads the index: idx[...] = v must not move it
+    return GetItem.apply(weight, index=(i,), advanced=True)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..errors import DeviceError
 from ..tensor import Tensor
 from ._lift import begin_inplace, lift
@@ -67,7 +67,9 @@ def _normalize_index(x: Tensor, index) -> tuple[tuple, bool]:
         if isinstance(i, Tensor):
             if i._device != x._device:
                 raise DeviceError(f"getitem: index on {i._device} for a tensor on {x._device}")
-            i = i.data.copy()     # the backward reads it: a later x_index[...] = v must not change it
+            # a recorded gather's backward reads the index: a copy, so that a later
+            # idx[...] = v cannot move the gradient (no copy when nothing is recorded)
+            i = i.data.copy() if x.requires_grad and is_grad_enabled() else i.data
         elif isinstance(i, (list, np.ndarray)):
             i = xp.asarray(np.asarray(i))
         if backend.is_array(i):
