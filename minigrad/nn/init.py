@@ -33,13 +33,17 @@ def _fans(t: Tensor) -> tuple[int, int]:
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    return _gain(nonlinearity, param, "calculate_gain")
+
+
+def _gain(nonlinearity: str, param: float | None, op: str) -> float:
     gains = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
              "gelu": math.sqrt(2.0)}
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity not in gains:
-        raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}; valid: "
+        raise ValueError(f"{op}: unknown nonlinearity {nonlinearity!r}; valid: "
                          f"{sorted(gains) + ['leaky_relu']}")
     return gains[nonlinearity]
 
@@ -81,11 +85,7 @@ def _kaiming_std(t: Tensor, a: float, mode: str, nonlinearity: str, op: str) -> 
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"{op}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan = fi if mode == "fan_in" else fo
-    try:
-        gain = calculate_gain(nonlinearity, a)
-    except ValueError as e:
-        raise ValueError(f"{op}: {str(e).split(': ', 1)[1]}") from None
-    return gain / math.sqrt(fan)
+    return _gain(nonlinearity, a, op) / math.sqrt(fan)
 
 
 def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in",
