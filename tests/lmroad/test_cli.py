@@ -19,7 +19,6 @@ from threadpoolctl import threadpool_limits
 
 from lmroad import cli
 from lmroad.checkpoint import read_checkpoint
-from lmroad.data import tiny_corpus
 from lmroad.train_config import RANGES, Range
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--hidden-size", "16", "--batch-size", "4",
@@ -28,11 +27,8 @@ TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--hidden-size", "1
 
 
 @pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    corpus = tiny_corpus(seed=1, n_chars=6000)
-    path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    path.write_text(corpus.train + corpus.val, encoding="utf-8")
-    return path
+def text_file(tiny_text):
+    return tiny_text(1)
 
 
 @pytest.fixture(scope="module")

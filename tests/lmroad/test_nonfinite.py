@@ -19,19 +19,10 @@ import pytest
 import minigrad as mg
 from lmroad import train as train_mod
 from lmroad.checkpoint import read_checkpoint
-from lmroad.data import StreamBatcher, random_windows, tiny_corpus
+from lmroad.data import StreamBatcher, random_windows
 from lmroad.models import LSTMLM, TransformerLM
 from lmroad.train import TrainConfig, TrainingDiverged, build_model, train
 from minigrad import backend, optim
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    corpus = tiny_corpus(seed=0, n_chars=6000)
-    path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    path.write_text(corpus.train + corpus.val, encoding="utf-8")
-    return path
-
 
 SIZES = {"transformer": dict(n_layer=1, n_head=2, n_embd=16, dropout=0.1),
          "lstm": dict(n_embd=8, hidden_size=16, dropout=0.1)}

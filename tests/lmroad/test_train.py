@@ -20,19 +20,10 @@ import pytest
 import minigrad as mg
 from lmroad import train as train_mod
 from lmroad.checkpoint import CheckpointError, load_model, read_checkpoint
-from lmroad.data import iter_eval_windows, tiny_corpus
+from lmroad.data import iter_eval_windows
 from lmroad.models import LSTMLM, NGramLM, TransformerLM
 from lmroad.train import TrainConfig, TrainingDiverged, evaluate, resolve_config, train
 from minigrad import optim
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    corpus = tiny_corpus(seed=0, n_chars=6000)
-    path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    path.write_text(corpus.train + corpus.val, encoding="utf-8")
-    return path
-
 
 SIZES = {
     "transformer": dict(n_layer=1, n_head=2, n_embd=16, dropout=0.1),
