@@ -36,7 +36,7 @@ def set_threads(n: int) -> int:
     imported, PyTorch; at any time (``lmroad.threads.set_threads``, through threadpoolctl).
     Returns ``n``; ValueError unless it is a positive integer."""
     from lmroad.threads import set_threads as limit_blas
-    limit_blas(n)
+    limit_blas(n)                     # also minigrad's compiled CPU loops (minigrad.cpu)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     return n
@@ -62,6 +62,9 @@ def add_common_args(parser: argparse.ArgumentParser, repeats: int = 7, warmup: i
                              "iteration ends by reading the loss, which waits for the GPU)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny settings, one repeat, minigrad only (for the tests)")
+    parser.add_argument("--no-cpu-kernels", action="store_true",
+                        help="minigrad without its compiled CPU loops (minigrad.cpu, numba): the "
+                             "ops' NumPy code, to measure what the fast extra gives")
 
 
 def torch_or_none(threads: int):
@@ -190,9 +193,13 @@ def environment() -> dict:
     env = {"python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_model(),
            "cpus": os.cpu_count(), "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
            "threads_env": os.environ.get("OMP_NUM_THREADS")}
-    for mod in ("numpy", "torch"):
+    for mod in ("numpy", "torch", "numba"):
         if mod in sys.modules:
             env[mod] = sys.modules[mod].__version__
+    if "minigrad.cpu" in sys.modules:
+        cpu = sys.modules["minigrad.cpu"]
+        env["minigrad_cpu_kernels"] = cpu.unavailable_reason()
+        env["minigrad_cpu_threads"] = cpu.get_num_threads()
     blas = blas_info()
     if blas is not None:
         env["blas"] = blas
@@ -256,6 +263,42 @@ def profile(bench: str, steps: dict, calls: int = 3) -> None:
     if "minigrad" in steps:
         print(f"cProfile of {calls} minigrad iterations (cProfile's own overhead inflates small "
               "Python functions):\n" + profile_top(steps["minigrad"], calls), file=sys.stderr, flush=True)
+
+
+def matmul_floor(step: Callable[[], object], seed: int = 0) -> Callable[[], None]:
+    """The matrix-product floor of a minigrad workload: ``step`` run once while
+    ``minigrad.profile`` records every product (shapes, memory layouts, dtype, in
+    order), then a function that runs those products alone in NumPy, back to back, on
+    arrays of the same shapes and layouts made here (a transposed operand stays a
+    transposed view). No engine computing the same products through NumPy's BLAS can
+    take less time than this; minigrad's time over it is what everything else costs."""
+    import numpy as np
+
+    import minigrad
+
+    with minigrad.profile.count_flops(record=True) as fc:
+        step()
+    rng = np.random.default_rng(seed)
+
+    def operand(shape, layout, dtype):
+        if layout == "T" and len(shape) >= 2:
+            base = rng.standard_normal(shape[:-2] + (shape[-1], shape[-2])).astype(dtype)
+            return base.swapaxes(-1, -2)
+        if layout == "S":
+            return rng.standard_normal(tuple(2 * d for d in shape)).astype(dtype)[
+                tuple(slice(None, None, 2) for _ in shape)]
+        return rng.standard_normal(shape).astype(dtype)
+
+    products = [(operand(sa, la, dt), operand(sb, lb, dt), times)
+                for sa, sb, la, lb, dt, times in fc.records]
+
+    def floor() -> None:
+        for a, b, times in products:
+            for _ in range(times):
+                a @ b
+
+    floor.products = sum(t for _, _, t in products)
+    return floor
 
 
 def _timed(f) -> float:

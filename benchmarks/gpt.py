@@ -20,7 +20,10 @@ achieved GFLOP/s from the matmul FLOP count in ``workloads.gpt_matmul_flops``:
 6·N + 12·L·T·C per token, N = 12·L·C² + V·C; and that rate as a fraction of
 the machine's float32 matrix-product peak, measured here at startup through
 NumPy's and PyTorch's BLAS, the larger of the two), then one JSON line with
-the ratio minigrad / PyTorch. A table for people goes to stderr.
+the ratios minigrad / PyTorch and minigrad / its NumPy matrix-product floor
+(``numpy_matmul_floor``: the iteration's own products, recorded by
+``minigrad.profile`` and replayed in NumPy alone, back to back: see
+``common.matmul_floor``). A table for people goes to stderr.
 ``--profile`` adds a cProfile of minigrad's iteration (top entries by own time).
 """
 
@@ -69,6 +72,9 @@ def machine_peak_gflops(args, torch) -> dict[str, float]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     common.set_threads(args.threads)
+    if args.no_cpu_kernels:
+        import minigrad.cpu
+        minigrad.cpu.use_cpu_kernels(False)
     import workloads  # imports NumPy: after set_threads
 
     torch = None if args.no_torch else common.torch_or_none(args.threads)
@@ -84,12 +90,17 @@ def main(argv=None) -> None:
     fns = {"minigrad": workloads.minigrad_gpt(cfg, device=args.device, cuda_graph=args.cuda_graph)}
     if torch is not None:
         fns["torch"] = workloads.torch_gpt(torch, cfg, device=args.device)
+    if args.device == "cpu" and not args.cuda_graph:   # the iteration's own products, NumPy alone
+        fns["numpy_matmul_floor"] = common.matmul_floor(fns["minigrad"])
     first_loss = {name: f() for name, f in fns.items()}     # an untimed call; the losses should agree
+    first_loss.pop("numpy_matmul_floor", None)
     times = common.alternate(fns, args.repeats, max(args.warmup - 1, 0))
 
     flops = workloads.gpt_matmul_flops(cfg)
     extra, columns = {}, {}
     for name, xs in times.items():
+        if name == "numpy_matmul_floor":
+            continue
         sec = common.summary(xs, 1)["median"]
         gflops = flops["per_iter"] / sec / 1e9
         extra[name] = {"tokens_per_s": flops["tokens_per_iter"] / sec, "gflops": gflops,
@@ -98,7 +109,8 @@ def main(argv=None) -> None:
                          "% of peak": f"{100 * gflops / machine_peak:.1f}"}
     config = {"preset": args.preset, **cfg.as_dict(), "dropout": 0.0, "dtype": "float32",
               "threads": args.threads, "device": args.device, "cuda_graph": args.cuda_graph,
-              "custom_kernels": not args.no_kernels, "matmul_flops_per_iter": flops["per_iter"],
+              "custom_kernels": not args.no_kernels, "cpu_kernels": not args.no_cpu_kernels,
+              "matmul_flops_per_iter": flops["per_iter"],
               "params": workloads.gpt_param_count(cfg)["total"], "peak_gflops": peak}
     bench = f"gpt-{args.preset}"
     common.report(bench, config, times, extra)

@@ -44,6 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     common.set_threads(args.threads)
+    if args.no_cpu_kernels:
+        import minigrad.cpu
+        minigrad.cpu.use_cpu_kernels(False)
     import workloads  # imports NumPy: after set_threads
 
     torch = None if args.no_torch else common.torch_or_none(args.threads)
@@ -53,12 +56,17 @@ def main(argv=None) -> None:
         fns["torch"] = workloads.torch_rnn(torch, cfg, device=args.device)
         if not args.no_fused:
             fns["torch_fused"] = workloads.torch_rnn(torch, cfg, fused=True, device=args.device)
+    if args.device == "cpu":                                # the iteration's own products, NumPy alone
+        fns["numpy_matmul_floor"] = common.matmul_floor(fns["minigrad"])
     first_loss = {name: f() for name, f in fns.items()}     # an untimed call
+    first_loss.pop("numpy_matmul_floor", None)
     times = common.alternate(fns, args.repeats, max(args.warmup - 1, 0))
 
     flops = workloads.rnn_matmul_flops(cfg)
     extra, columns = {}, {}
     for name, xs in times.items():
+        if name == "numpy_matmul_floor":
+            continue
         sec = common.summary(xs, 1)["median"]
         extra[name] = {"tokens_per_s": flops["tokens_per_iter"] / sec,
                        "gflops": flops["per_iter"] / sec / 1e9, "first_loss": first_loss[name]}

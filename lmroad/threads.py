@@ -17,9 +17,11 @@ to 30 times slower (example 03 once took 443 s instead of 13.7 s). One
 thread never collapses like that; ``--threads N`` is for a larger model on a
 machine you have to yourself.
 
-The limit is applied at run time through threadpoolctl, to every BLAS and
-OpenMP library loaded in the process (NumPy is imported first so that its
-BLAS is among them), and it stays in force for the rest of the process. The
+The same count goes to minigrad's compiled CPU loops (``minigrad.cpu``, the
+``fast`` extra), capped at the cores. The limit is applied at run time
+through threadpoolctl, to every BLAS and OpenMP library loaded in the
+process (NumPy is imported first so that its BLAS is among them), and it
+stays in force for the rest of the process. The
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS``
 environment variables are set to the same number too, for libraries loaded
 later and for child processes, which read them when they start.
@@ -67,6 +69,8 @@ def set_threads(n: int | None = None) -> int:
     import numpy  # noqa: F401  (loads NumPy's BLAS, so that threadpoolctl finds it)
     from threadpoolctl import threadpool_limits
     _limiter = threadpool_limits(limits=n)
+    import minigrad.cpu  # the compiled CPU loops follow the same count (at most the cores)
+    minigrad.cpu.set_num_threads(min(n, minigrad.cpu.max_num_threads()))
     _applied = n
     return n
 

@@ -48,7 +48,7 @@ from typing import Any
 
 from . import autograd
 
-__all__ = ["count_flops", "FlopCounter", "matmul_flops", "matmul_shape", "add_matmul", "add"]
+__all__ = ["count_flops", "FlopCounter", "Product", "matmul_flops", "matmul_shape", "add_matmul", "add"]
 
 #: the counters whose ``with`` block is open, innermost last (empty almost always:
 #: a product site checks ``if profile.active:`` before it counts)
@@ -63,9 +63,11 @@ class FlopCounter:
     (``forward_products``, ``backward_products``: by phase). Ints, readable
     during and after the ``with`` block."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: bool = False) -> None:
         self.forward = self.backward = 0
         self.forward_products = self.backward_products = 0
+        #: with ``record=True``: every product counted, in order, as a ``Product``
+        self.records: list[Product] | None = [] if record else None
 
     @property
     def total(self) -> int:
@@ -92,9 +94,25 @@ class FlopCounter:
                 f"products={self.products})")
 
 
-def count_flops() -> FlopCounter:
-    """A new counter; use it as ``with count_flops() as fc: ...``."""
-    return FlopCounter()
+def count_flops(record: bool = False) -> FlopCounter:
+    """A new counter; use it as ``with count_flops() as fc: ...``. ``record=True`` also
+    keeps each product's shapes, memory layouts and dtype in ``fc.records`` (what
+    ``benchmarks/`` replays in NumPy alone: the matrix-product floor of a workload)."""
+    return FlopCounter(record)
+
+
+class Product(tuple):
+    """One recorded product: (shape_a, shape_b, layout_a, layout_b, dtype, times), a layout
+    being "C" (C-contiguous), "T" (its last two axes swapped are) or "S" (other strides)."""
+    __slots__ = ()
+
+
+def _layout(x: Any) -> str:
+    if not hasattr(x, "flags"):
+        return "C"                     # a shape: the product's left side built as it runs
+    if x.flags.c_contiguous:
+        return "C"
+    return "T" if x.ndim >= 2 and x.swapaxes(-1, -2).flags.c_contiguous else "S"
 
 
 def _shape(x: Any) -> tuple[int, ...]:
@@ -144,3 +162,7 @@ def add_matmul(a: Any, b: Any, times: int = 1) -> None:
         y = x @ w_t
     """
     add(times * matmul_flops(a, b), products=times)
+    for c in active:
+        if c.records is not None:
+            dtype = str(getattr(a, "dtype", getattr(b, "dtype", "float32")))
+            c.records.append(Product((_shape(a), _shape(b), _layout(a), _layout(b), dtype, times)))

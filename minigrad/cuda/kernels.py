@@ -5,8 +5,11 @@ array: GELU's backward written with ``xp`` is a dozen launches, the same math
 as one CUDA C loop body is one. A kernel here is that body, written for
 CuPy's ``ElementwiseKernel`` (one output element per thread) or
 ``ReductionKernel`` (map, then reduce over the last axis), together with a
-``fallback``: ``xp`` code computing the same thing. The kernel runs on CuPy
-arrays; the fallback runs everywhere else (NumPy, the fake device) and on
+``fallback``: ``xp`` code computing the same thing, and optionally
+``cpu_kernel``: the name of the same body as a compiled CPU loop in
+``minigrad/cpu/kernels.py`` (numba; see ``minigrad.cpu``). The kernel runs on
+CuPy arrays; the CPU loop on NumPy arrays when numba is installed; the
+fallback runs everywhere else (the fake device, NumPy without numba) and on
 CuPy too when kernels are turned off (``use_kernels(False)`` or the
 environment variable ``MINIGRAD_KERNELS=0``) or a kernel fails to compile
 (a warning names it, once).
@@ -39,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import backend
+from .. import backend, cpu
 
 __all__ = ["Elementwise", "Reduction", "use_kernels", "kernels_enabled", "will_launch", "REGISTRY",
            "Param", "parse_params"]
@@ -111,8 +114,9 @@ class _Kernel:
     choice between the CuPy kernel and the fallback."""
 
     def __init__(self, name: str, in_params: str, out_params: str, fallback: Callable,
-                 preamble: str):
+                 preamble: str, cpu_kernel: str | None):
         self.name = name
+        self.cpu_kernel = cpu_kernel
         self.in_params, self.out_params = parse_params(in_params), parse_params(out_params)
         self.fallback = fallback
         self.preamble = preamble
@@ -155,6 +159,12 @@ class _Kernel:
             out = self._launch(args, **self._launch_kwargs())
             if out is not None:
                 return out
+        if self.cpu_kernel is not None:           # NumPy arrays: the compiled loop, if numba is here
+            loop = cpu.kernel(self.cpu_kernel, *args)
+            if loop is not None:
+                out = loop(*args)
+                if out is not NotImplemented:
+                    return out
         return self.fallback(*args)
 
     def _launch_kwargs(self) -> dict:
@@ -169,8 +179,8 @@ class Elementwise(_Kernel):
     same arguments and returns the same arrays (writing into given outputs)."""
 
     def __init__(self, name: str, in_params: str, out_params: str, operation: str, *,
-                 fallback: Callable, preamble: str = ""):
-        super().__init__(name, in_params, out_params, fallback, preamble)
+                 fallback: Callable, preamble: str = "", cpu_kernel: str | None = None):
+        super().__init__(name, in_params, out_params, fallback, preamble, cpu_kernel)
         self.operation = operation
         self._register()
 
@@ -190,8 +200,8 @@ class Reduction(_Kernel):
 
     def __init__(self, name: str, in_params: str, out_params: str, map_expr: str,
                  reduce_expr: str, post_map_expr: str, identity: str, *, fallback: Callable,
-                 preamble: str = ""):
-        super().__init__(name, in_params, out_params, fallback, preamble)
+                 preamble: str = "", cpu_kernel: str | None = None):
+        super().__init__(name, in_params, out_params, fallback, preamble, cpu_kernel)
         if any(p.raw for p in self.in_params + self.out_params):
             raise ValueError(f"reduction kernel {name}: raw parameters are not supported")
         self.map_expr, self.reduce_expr = map_expr, reduce_expr

@@ -4,7 +4,7 @@ weights P for backward. Its softmax rows are ``ops/softmax.py``'s kernels.
 
 from __future__ import annotations
 
-from .. import backend, profile
+from .. import profile
 from ..autograd import Function
 from ..tensor import Tensor
 from .elementwise import where
@@ -23,15 +23,12 @@ class Attention(Function):
     op_name = "scaled_dot_product_attention"
 
     def forward(self, q, k, v):
-        xp = backend.xp_of(q)
         if profile.active:          # Q Kᵀ and P V, dense: every (L, S) score, masked or not
             kt = k.swapaxes(-1, -2)
             profile.add_matmul(q, kt)
             profile.add_matmul(profile.matmul_shape(q, kt), v)
-        s = (q @ k.swapaxes(-1, -2)) * q.dtype.type(self.scale)      # (..., L, S)
-        if self.allowed is not None:
-            s = xp.where(self.allowed, s, q.dtype.type(-xp.inf))
-        self.p = _softmax_raw(s)                                       # (..., L, S)
+        # scale, mask and softmax of the (..., L, S) scores: one pass on the CPU with numba
+        self.p = _softmax_raw(q @ k.swapaxes(-1, -2), allowed=self.allowed, scale=self.scale)
         return self.p @ v
 
     def backward(self, g):
@@ -48,7 +45,8 @@ class Attention(Function):
         q, k, v = self.inputs
         p = self.p                                # first order: raw arrays, scale folded in
         vt, pt = v.data.swapaxes(-1, -2), p.swapaxes(-1, -2)   # (..., Ev, S), (..., S, L)
-        gs = _softmax_last_backward_raw(ga @ vt, p, self.scale)  # dS (..., L, S)
+        gp = ga @ vt                              # dP, ours: dS may be written into it
+        gs = _softmax_last_backward_raw(gp, p, self.scale, out=gp)   # dS (..., L, S)
         gst = gs.swapaxes(-1, -2)
         if profile.active:                        # dP = G Vᵀ, dQ = dS K, dK = dSᵀ Q, dV = Pᵀ G
             for a, b in ((ga, vt), (gs, k.data), (gst, q.data), (pt, ga)):

@@ -307,25 +307,26 @@ def _gelu_exact_backward_raw(x, g):
     return g * (cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x)))
 
 
-# One CUDA kernel each instead of 4 to 12 xp launches (see minigrad/kernels.py)
+# One CUDA kernel each instead of 4 to 12 xp launches (see minigrad/kernels.py), and on the CPU
+# one compiled loop each (minigrad/cpu/kernels.py) when numba is installed
 _GELU_TANH = Elementwise(
     "gelu_tanh", "T x", "T y",
     "y = T(0.5) * x * (T(1) + tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));",
-    fallback=_gelu_tanh_raw)
+    fallback=_gelu_tanh_raw, cpu_kernel="gelu_tanh")
 _GELU_TANH_BACKWARD = Elementwise(
     "gelu_tanh_backward", "T x, T g", "T dx",
     """T t = tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x));
     T du = T(0.7978845608028654) * (T(1) + T(3 * 0.044715) * x * x);
     dx = g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);""",
-    fallback=_gelu_tanh_backward_raw)
+    fallback=_gelu_tanh_backward_raw, cpu_kernel="gelu_tanh_backward")
 _GELU_EXACT = Elementwise(
     "gelu_exact", "T x", "T y", "y = T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));",
-    fallback=_gelu_exact_raw)
+    fallback=_gelu_exact_raw, cpu_kernel="gelu_exact")
 _GELU_EXACT_BACKWARD = Elementwise(
     "gelu_exact_backward", "T x, T g", "T dx",
     """T cdf = T(0.5) * (T(1) + erf(x * T(0.7071067811865476)));
     dx = g * (cdf + x * T(0.3989422804014327) * exp(T(-0.5) * x * x));""",
-    fallback=_gelu_exact_backward_raw)
+    fallback=_gelu_exact_backward_raw, cpu_kernel="gelu_exact_backward")
 
 
 class Gelu(Function):

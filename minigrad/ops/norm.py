@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import backend, cpu
 from ..autograd import Function
 from ..kernels import Elementwise, Reduction, will_launch
 from ..tensor import Tensor
@@ -43,6 +43,13 @@ class LayerNorm(Function):
         # full-size array alive until then (PyTorch keeps the same three)
         w = affine[0].reshape(n) if self.has_weight else 1.0
         b = affine[-1].reshape(n) if self.has_bias else 0.0
+        loop = cpu.kernel("layer_norm_forward", x2, *affine)
+        if loop is not None:             # the CPU with numba: one compiled pass per row
+            out = loop(x2, affine[0] if self.has_weight else None, affine[-1] if self.has_bias else None,
+                       self.eps)
+            if out is not NotImplemented:
+                y, self.shift, self.mean, self.rstd = out
+                return y.reshape(x.shape)
         if not will_launch(x):           # off the GPU: one pass that keeps x - shift - μ
             xc = x2 - self.shift
             self.mean = xc.mean(axis=-1, keepdims=True)
@@ -80,6 +87,17 @@ class LayerNorm(Function):
         inv_n = 1.0 / n if n else 0.0
         w = self.inputs[1].data.reshape(n) if self.has_weight else 1.0
         pshape = x.shape[x.ndim - self.k:]
+        loop = cpu.kernel("layer_norm_backward", g2, x2, self.shift)
+        out = NotImplemented if loop is None else loop(
+            g2, x2, self.shift, self.mean, self.rstd, w if self.has_weight else None)
+        if out is not NotImplemented:   # the CPU with numba: one compiled pass per row
+            dx, gw, gb = out
+            grads = [dx.reshape(x.shape)]
+            if self.has_weight:
+                grads.append(gw.reshape(pshape))
+            if self.has_bias:
+                grads.append(gb.reshape(pshape))
+            return grads
         if will_launch(x2):     # a GPU: three kernels, x̂ recomputed inside each
             mg = _LN_GRAD_MEAN(g2, w, inv_n)
             mgx = _LN_GRAD_XHAT_MEAN(g2, w, x2, self.shift, self.mean, self.rstd, inv_n)

@@ -8,7 +8,7 @@ NumPy fallbacks, see ``minigrad/kernels.py``) and raw-array helpers last.
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, cpu
 from ..autograd import Function
 from ..kernels import Elementwise, Reduction, will_launch
 from ..tensor import Tensor
@@ -66,8 +66,7 @@ class CrossEntropy(Function):
         self.valid = valid.astype(x.dtype)                       # (N,)
         safe_t = xp.where(valid, t, xp.zeros_like(t))
         self.safe_t = safe_t.astype(xp.int64, copy=False)[:, None]   # (N, 1)
-        self.m = _row_max(x)                                     # (N, 1)
-        self.s = _SUM_EXP(x, self.m)                             # (N, 1)
+        self.m, self.s = _row_max_sum_exp(x)                     # (N, 1) each
         shift = _finite_or_zero(self.m)
         log_s = xp.log(self.s)
         nll = (log_s - (xp.take_along_axis(x, self.safe_t, axis=1) - shift))[:, 0]   # (N,)
@@ -151,6 +150,18 @@ def _row_max(x, axis: int = -1):
     return x.sum(axis=axis, keepdims=True) if x.size == 0 else x.max(axis=axis, keepdims=True)
 
 
+def _row_max_sum_exp(x):
+    """(m, s) of (N, C) logits: the row max (``_row_max``) and Σ_c e^(x_c - m), m taken as 0
+    when it is not finite; on the CPU one compiled pass per row, if numba is installed."""
+    loop = cpu.kernel("max_sum_exp", x)
+    if loop is not None:
+        out = loop(x)
+        if out is not NotImplemented:
+            return out
+    m = _row_max(x)
+    return m, _SUM_EXP(x, m)
+
+
 def _stable_max(x, axis):
     """The max over ``axis`` (kept) to shift by, with rows that are all -inf given 0."""
     return _finite_or_zero(_row_max(x, axis))
@@ -181,9 +192,22 @@ _SOFTMAX_BACKWARD = Elementwise(
     fallback=lambda g, y, d, scale: y * (g - d) if scale == 1.0 else scale * (y * (g - d)))
 
 
-def _softmax_raw(x, axis: int = -1):
-    """softmax over ``axis`` of a raw array (fully masked rows give zeros)."""
-    if axis in (-1, x.ndim - 1) and will_launch(x):   # a GPU: three kernels, exp computed twice
+def _softmax_raw(x, axis: int = -1, allowed=None, scale: float = 1.0):
+    """softmax over ``axis`` of ``scale · x``, a raw array, with -inf where the bool array
+    ``allowed`` (broadcasting to x, or None) is False; fully masked rows give zeros.
+    On the CPU with numba, over the last axis: mask, scale and softmax in one pass."""
+    last = axis in (-1, x.ndim - 1)
+    if last and x.ndim:
+        loop = cpu.kernel("softmax_rows", x)
+        if loop is not None:
+            out = loop(x, allowed, scale)
+            if out is not NotImplemented:
+                return out
+    if scale != 1.0:
+        x = x * x.dtype.type(scale)
+    if allowed is not None:
+        x = backend.xp_of(x).where(allowed, x, x.dtype.type(-backend.xp_of(x).inf))
+    if last and will_launch(x):   # a GPU: three kernels, exp computed twice
         m = _row_max(x)
         return _SOFTMAX_NORMALIZE(x, m, _SUM_EXP(x, m))
     xp = backend.xp_of(x)
@@ -193,8 +217,14 @@ def _softmax_raw(x, axis: int = -1):
     return e
 
 
-def _softmax_last_backward_raw(g, y, scale=1.0):
-    """scale · y ⊙ (g - Σ_j g ⊙ y) over the last axis, on raw arrays."""
+def _softmax_last_backward_raw(g, y, scale=1.0, out=None):
+    """scale · y ⊙ (g - Σ_j g ⊙ y) over the last axis, on raw arrays; ``out`` (an array
+    the caller owns, g itself say) may receive the result on the CPU."""
+    loop = cpu.kernel("softmax_backward_rows", g, y)
+    if loop is not None:
+        res = loop(g, y, scale, out)
+        if res is not NotImplemented:
+            return res
     return _SOFTMAX_BACKWARD(g, y, _ROW_DOT(g, y), scale)
 
 
@@ -214,4 +244,4 @@ def _cross_entropy_backward_raw(x, m, s, t, w, off, on, C):
 _CROSS_ENTROPY_BACKWARD = Elementwise(
     "cross_entropy_backward", "T x, T m, T s, int64 t, T w, T off, T on, int64 C", "T dx",
     "dx = w * (exp(x - minigrad_finite_or_zero(m)) / s - ((ptrdiff_t)(i % C) == t ? on : off));",
-    fallback=_cross_entropy_backward_raw, preamble=_FINITE_OR_ZERO)
+    fallback=_cross_entropy_backward_raw, preamble=_FINITE_OR_ZERO, cpu_kernel="cross_entropy_backward")

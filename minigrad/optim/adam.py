@@ -140,4 +140,4 @@ _ADAM_STEP = Elementwise(
     v = beta2 * v + (T(1) - beta2) * gg * gg;
     const T step_size = lr / (T(1) - pow(beta1, t));
     p = p - step_size * (m / (sqrt(v) / sqrt(T(1) - pow(beta2, t)) + eps));""",
-    fallback=_adam_step_raw)
+    fallback=_adam_step_raw, cpu_kernel="adam_step")

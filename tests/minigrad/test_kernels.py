@@ -320,13 +320,18 @@ def test_wrong_argument_count_names_the_kernel():
 
 
 def test_kernels_run_only_on_cuda_arrays():
-    """cpu and fake arrays take the fallback, whatever the switch says."""
+    """cpu and fake arrays never launch, whatever the switch says: fake arrays take the
+    fallback, cpu arrays too once the compiled CPU loops (minigrad.cpu) are off."""
+    import minigrad.cpu
     x = np.linspace(-3, 3, 7)
     gelu = kernels.REGISTRY["gelu_tanh"]
     assert not kernels._is_cupy((x,))
     assert not kernels._is_cupy((backend.to_device(x, backend.FAKE),))
     assert not kernels.will_launch(x) and not kernels.will_launch(backend.to_device(x, backend.FAKE))
-    np.testing.assert_array_equal(gelu(x), gelu.fallback(x))
+    with minigrad.cpu.use_cpu_kernels(False):
+        np.testing.assert_array_equal(gelu(x), gelu.fallback(x))
+    fake = gelu(backend.to_device(x, backend.FAKE))
+    np.testing.assert_array_equal(backend.to_host(fake), gelu.fallback(x))
 
 
 def test_use_kernels_switches_and_restores():
@@ -499,9 +504,12 @@ def emulated_gpu(monkeypatch):
         with np.errstate(all="ignore"):
             return kernel_emulator.run(self, *args)
 
+    import minigrad.cpu
     monkeypatch.setattr(kernels, "_is_cupy", lambda args: True)
     monkeypatch.setattr(kernels._Kernel, "_launch", launch)
-    return launches
+    cpu_loops = minigrad.cpu.use_cpu_kernels(False)     # CuPy arrays never take them
+    yield launches
+    cpu_loops.restore()
 
 
 def _train_two_steps(model_fn, capturable=False, dtype=mg.float64):
