@@ -19,7 +19,10 @@ steps (forward, backward, clip, AdamW) under two conditions:
 
 and within a condition alternates 1 and 2 threads (``lmroad.threads.set_threads``,
 switched at run time through threadpoolctl) repetition by repetition, so both
-see the same noise. One JSON line per (workload, condition, threads) on stdout,
+see the same noise. ``--what`` says what gets them: BLAS and minigrad's
+compiled CPU loops together (``both``, the default, as lmroad's ``--threads``),
+BLAS alone, or the loops alone beside one BLAS thread (``loops``). One JSON
+line per (workload, condition, threads) on stdout,
 then a table on stderr: the median ms per step [min, max] and the ratio
 median(2 threads) / median(1 thread) (below 1: the second thread helps).
 """
@@ -60,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-seconds", type=float, default=300,
                     help="per workload and condition: stop repeating after this long (default 300; "
                          "a collapsing configuration can take a minute a step)")
+    ap.add_argument("--what", choices=("both", "blas", "loops"), default="both",
+                    help="what gets the threads: BLAS and minigrad's compiled CPU loops (both, as "
+                         "lmroad's --threads does), BLAS alone, or the loops alone with 1 BLAS thread")
     ap.add_argument("--smoke", action="store_true", help="a tiny model, one repeat (for the tests)")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -107,15 +113,24 @@ def blas_threads() -> list[int]:
     return [d["num_threads"] for d in threadpool_info() if d.get("user_api") == "blas"]
 
 
+def apply_threads(n: int, what: str = "both") -> None:
+    """``n`` threads for BLAS and/or minigrad's compiled CPU loops (the other gets 1)."""
+    import minigrad.cpu
+    common.set_threads(1 if what == "loops" else n)        # BLAS (and, through lmroad, the loops)
+    loops = 1 if what == "blas" else n
+    minigrad.cpu.set_num_threads(min(loops, minigrad.cpu.max_num_threads()))
+    want = 1 if what == "loops" else n
+    if any(seen != want for seen in blas_threads()):
+        raise SystemExit(f"threads.py: asked for {want} BLAS threads, threadpoolctl reads {blas_threads()}")
+
+
 def time_steps(step, threads: list[int], repeats: int, warmup: int,
-               max_seconds: float = float("inf")) -> dict[int, list[float]]:
+               max_seconds: float = float("inf"), what: str = "both") -> dict[int, list[float]]:
     """Seconds per training step with each thread count, alternating count by count;
     fewer than ``repeats`` rounds when the rounds so far took over ``max_seconds``."""
     start = time.perf_counter()
     for n in threads:
-        common.set_threads(n)
-        if any(seen != n for seen in blas_threads()):
-            raise SystemExit(f"threads.py: asked for {n} BLAS threads, threadpoolctl reads {blas_threads()}")
+        apply_threads(n, what)
         for _ in range(warmup):
             step()
     out: dict[int, list[float]] = {n: [] for n in threads}
@@ -123,7 +138,7 @@ def time_steps(step, threads: list[int], repeats: int, warmup: int,
         if out[threads[0]] and time.perf_counter() - start > max_seconds:
             break
         for n in threads:
-            common.set_threads(n)
+            apply_threads(n, what)
             t0 = time.perf_counter()
             step()
             out[n].append(time.perf_counter() - t0)
@@ -152,7 +167,8 @@ def main(argv=None) -> None:
                 budget = args.max_seconds + 60 + 20 * one * (args.warmup + 1) * len(args.threads)
                 burner = start_burner(args.busy, budget)
             try:
-                times = time_steps(step, args.threads, args.repeats, args.warmup, args.max_seconds)
+                times = time_steps(step, args.threads, args.repeats, args.warmup, args.max_seconds,
+                                   args.what)
             finally:
                 if burner is not None:
                     stop_burner(burner)
@@ -160,12 +176,13 @@ def main(argv=None) -> None:
             for n, xs in times.items():
                 row = {"bench": "threads", "workload": name, "condition": condition,
                        "busy": args.busy if condition == "busy" else None, "threads": n,
+                       "threads_for": args.what,
                        "ms": common.summary(xs), "repeats": len(xs),
                        "config": {**cfg.as_dict(), "dtype": "float32"},
                        "loadavg": [load0, load1], "env": env}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    common.set_threads(1)
+    apply_threads(1)
     print_table(rows, args, env)
 
 

@@ -548,3 +548,159 @@ def adam_step(g, lr, t, decoupled_wd, l2, beta1, beta2, eps, p, m, v):
     _adam_step(_c(g).reshape(-1), float(lr), float(t), float(decoupled_wd), float(l2),
                float(beta1), float(beta2), float(eps), p.reshape(-1), m.reshape(-1), v.reshape(-1))
     return p, m, v
+
+
+# --------------------------------------------------------------------------- LSTM and GRU steps
+
+@njit(inline="always")
+def _sigmoid(T, a):
+    return T(0.5) * (ftanh(T(0.5) * a) + T(1))       # as the NumPy code: (tanh(a/2) + 1) / 2
+
+
+@_jit
+def _lstm_step(a, hw, b, summed, c, hc, act):
+    """Gate pre-activations a (+ hw + b when ``summed``), (B, 4H) in the order i, f, g, o;
+    writes hc = [h', c'] (B, 2H) and the activations act (B, 4H)."""
+    B, H = c.shape
+    T = a.dtype.type
+    for r in prange(B):
+        for j in range(H):
+            pi, pf, pg, po = a[r, j], a[r, H + j], a[r, 2 * H + j], a[r, 3 * H + j]
+            if summed:
+                pi += hw[r, j] + b[j]
+                pf += hw[r, H + j] + b[H + j]
+                pg += hw[r, 2 * H + j] + b[2 * H + j]
+                po += hw[r, 3 * H + j] + b[3 * H + j]
+            ig, fg, og = _sigmoid(T, pi), _sigmoid(T, pf), _sigmoid(T, po)
+            gg = ftanh(pg)
+            cn = fg * c[r, j] + ig * gg
+            hc[r, H + j] = cn
+            hc[r, j] = og * ftanh(cn)
+            act[r, j] = ig
+            act[r, H + j] = fg
+            act[r, 2 * H + j] = gg
+            act[r, 3 * H + j] = og
+
+
+@_jit
+def _lstm_step_backward(act, hc, gout, dh_next, dc_next, summed, c, da, dc):
+    """From the step's activations and output [h', c'], the gradient [dh', dc'] (plus, when
+    ``summed``, what step t+1 sent back): da (B, 4H) and dc (B, H)."""
+    B, H = c.shape
+    T = act.dtype.type
+    for r in prange(B):
+        for j in range(H):
+            ig, fg, gg, og = act[r, j], act[r, H + j], act[r, 2 * H + j], act[r, 3 * H + j]
+            t = ftanh(hc[r, H + j])
+            gh, gc = gout[r, j], gout[r, H + j]
+            if summed:
+                gh += dh_next[r, j]
+                gc += dc_next[r, j]
+            d = gc + gh * og * (T(1) - t * t)
+            da[r, j] = d * gg * ig * (T(1) - ig)
+            da[r, H + j] = d * c[r, j] * fg * (T(1) - fg)
+            da[r, 2 * H + j] = d * ig * (T(1) - gg * gg)
+            da[r, 3 * H + j] = gh * t * og * (T(1) - og)
+            dc[r, j] = d * fg
+
+
+def _two_d(*arrays):
+    """Every array 2-D (a (B, n) step's operands; other ranks: the NumPy code)."""
+    return all(a.ndim == 2 for a in arrays)
+
+
+def _lstm_shapes(a, c, hc, act):
+    """After _two_d: a and act (B, 4H), hc (B, 2H) for c (B, H)."""
+    B, H = c.shape
+    return a.shape == act.shape == (B, 4 * H) and hc.shape == (B, 2 * H)
+
+
+def lstm_forward(a, c, H, hc, act):
+    if not _two_d(a, c, hc, act) or not _lstm_shapes(a, c, hc, act):
+        return NotImplemented
+    _lstm_step(a, a, a[0], False, c, hc, act)
+    return hc, act
+
+
+def lstm_seq_forward(gx, hw, b, c, H, hc, act):
+    if not _two_d(gx, hw, c, hc, act) or not _lstm_shapes(gx, c, hc, act) or hw.shape != gx.shape \
+            or b.shape != (gx.shape[1],):
+        return NotImplemented
+    _lstm_step(gx, hw, b, True, c, hc, act)
+    return hc, act
+
+
+def lstm_backward(act, hc, grad_out, c, H, da, dc):
+    if not _two_d(act, hc, grad_out, c, da, dc) or not _lstm_shapes(da, c, hc, act) \
+            or grad_out.shape != hc.shape or dc.shape != c.shape:
+        return NotImplemented
+    _lstm_step_backward(act, hc, grad_out, c, c, False, c, da, dc)
+    return da, dc
+
+
+def lstm_seq_backward(act, hc, grad_out, dh_next, dc_next, c, H, da, dc):
+    if not _two_d(act, hc, grad_out, dh_next, dc_next, c, da, dc) or not _lstm_shapes(da, c, hc, act) \
+            or grad_out.shape != hc.shape or not dc.shape == dh_next.shape == dc_next.shape == c.shape:
+        return NotImplemented
+    _lstm_step_backward(act, hc, grad_out, dh_next, dc_next, True, c, da, dc)
+    return da, dc
+
+
+@_jit
+def _gru_step(gx, gh, h, y, saved):
+    """r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r h_n), h' = n + z (h - n);
+    gx, gh (B, 3H); saved (B, 4H) = [r, z, n, h_n]."""
+    B, H = h.shape
+    T = h.dtype.type
+    for i in prange(B):
+        for j in range(H):
+            r = _sigmoid(T, gx[i, j] + gh[i, j])
+            z = _sigmoid(T, gx[i, H + j] + gh[i, H + j])
+            hn = gh[i, 2 * H + j]
+            n = ftanh(gx[i, 2 * H + j] + r * hn)
+            y[i, j] = n + z * (h[i, j] - n)
+            saved[i, j] = r
+            saved[i, H + j] = z
+            saved[i, 2 * H + j] = n
+            saved[i, 3 * H + j] = hn
+
+
+@_jit
+def _gru_step_backward(saved, h, g, dgx, dgh, dh):
+    B, H = h.shape
+    T = h.dtype.type
+    for i in prange(B):
+        for j in range(H):
+            r, z, n, hn = saved[i, j], saved[i, H + j], saved[i, 2 * H + j], saved[i, 3 * H + j]
+            dn = g[i, j] * (T(1) - z) * (T(1) - n * n)
+            dz = g[i, j] * (h[i, j] - n) * z * (T(1) - z)
+            dr = dn * hn * r * (T(1) - r)
+            dgx[i, j] = dr
+            dgx[i, H + j] = dz
+            dgx[i, 2 * H + j] = dn
+            dgh[i, j] = dr
+            dgh[i, H + j] = dz
+            dgh[i, 2 * H + j] = dn * r
+            dh[i, j] = g[i, j] * z
+
+
+def gru_forward(gx, gh, h, H, y, saved):
+    if not _two_d(gx, gh, h, y, saved):
+        return NotImplemented
+    B, H = h.shape
+    if not gx.shape == gh.shape == (B, 3 * H) \
+            or y.shape != h.shape or saved.shape != (B, 4 * H):
+        return NotImplemented
+    _gru_step(gx, gh, h, y, saved)
+    return y, saved
+
+
+def gru_backward(saved, h, g, H, dgx, dgh, dh):
+    if not _two_d(saved, h, g, dgx, dgh, dh):
+        return NotImplemented
+    B, H = h.shape
+    if not g.shape == dh.shape == h.shape \
+            or not dgx.shape == dgh.shape == (B, 3 * H) or saved.shape != (B, 4 * H):
+        return NotImplemented
+    _gru_step_backward(saved, h, g, dgx, dgh, dh)
+    return dgx, dgh, dh

@@ -259,14 +259,16 @@ def _gates(pre: str) -> dict[str, str]:
 
 _LSTM_FORWARD = Elementwise(
     "lstm_forward", "raw T a, T c, int32 H", "raw T hc, raw T act",
-    _LSTM_STEP.format(**_gates("a[r4 + {o} + j]")), fallback=_lstm_forward_raw)
+    _LSTM_STEP.format(**_gates("a[r4 + {o} + j]")),
+    cpu_kernel="lstm_forward", fallback=_lstm_forward_raw)
 _LSTM_BACKWARD = Elementwise(
     "lstm_backward", "raw T act, raw T hc, raw T grad_out, T c, int32 H", "raw T da, T dc",
     _LSTM_STEP_BACKWARD.format(gh="grad_out[r2 + j]", gc="grad_out[r2 + H + j]"),
-    fallback=_lstm_backward_raw)
+    cpu_kernel="lstm_backward", fallback=_lstm_backward_raw)
 _LSTM_SEQ_FORWARD = Elementwise(
     "lstm_seq_forward", "raw T gx, raw T hw, raw T b, T c, int32 H", "raw T hc, raw T act",
     _LSTM_STEP.format(**_gates("gx[r4 + {o} + j] + hw[r4 + {o} + j] + b[{o} + j]")),
+    cpu_kernel="lstm_seq_forward",
     fallback=lambda gx, hw, b, c, H, hc, act: _lstm_forward_raw(gx + hw + b, c, H, hc, act))
 
 
@@ -281,7 +283,7 @@ _LSTM_SEQ_BACKWARD = Elementwise(
     "lstm_seq_backward", "raw T act, raw T hc, raw T grad_out, T dh_next, T dc_next, T c, int32 H",
     "raw T da, T dc",
     _LSTM_STEP_BACKWARD.format(gh="grad_out[r2 + j] + dh_next", gc="grad_out[r2 + H + j] + dc_next"),
-    fallback=_lstm_seq_backward_raw)
+    cpu_kernel="lstm_seq_backward", fallback=_lstm_seq_backward_raw)
 
 
 def _gru_forward_raw(gx, gh, h, H, saved):
@@ -328,6 +330,7 @@ _GRU_FORWARD = Elementwise(
     saved[r4 + H + j] = z;
     saved[r4 + 2 * H + j] = n;
     saved[r4 + 3 * H + j] = hn;""",
+    cpu_kernel="gru_forward",
     fallback=lambda gx, gh, h, H, y, saved: (_gru_fill(y, _gru_forward_raw(gx, gh, h, H, saved)),
                                              saved))
 _GRU_BACKWARD = Elementwise(
@@ -345,6 +348,7 @@ _GRU_BACKWARD = Elementwise(
     dgh[r3 + H + j] = dz;
     dgh[r3 + 2 * H + j] = dn * r;
     dh = g * z;""",
+    cpu_kernel="gru_backward",
     fallback=lambda saved, h, g, H, dgx, dgh, dh: (dgx, dgh, _gru_fill(
         dh, _gru_backward_raw(saved, h, g, H, dgx, dgh))))
 

@@ -197,6 +197,43 @@ def test_layer_norm(x, affine, large_mean):
         _agree(lambda t, w_, b_: F.layer_norm(t, n, weight=w_, bias=b_), x, w, b)
 
 
+@st.composite
+def recurrent_case(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    B, H, T = draw(st.integers(1, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    return dtype, B, H, T, np.random.default_rng(draw(st.integers(0, 2**16)))
+
+
+@settings(deadline=None)
+@given(case=recurrent_case())
+def test_lstm_cell_and_gru_cell(case):
+    dtype, B, H, _, rng = case
+    gates = (rng.standard_normal((B, 4 * H)) * 2).astype(dtype)
+    c = rng.standard_normal((B, H)).astype(dtype)
+    _agree(lambda g_, c_: mg.concatenate(F.lstm_cell(g_, c_), axis=-1), gates, c)
+    _agree(lambda g_, c_: mg.concatenate(F.lstm_cell(g_, c_), axis=-1), gates[:, ::-1], c.T.copy().T)
+    gx, gh = ((rng.standard_normal((B, 3 * H)) * 2).astype(dtype) for _ in range(2))
+    h = rng.standard_normal((B, H)).astype(dtype)
+    _agree(F.gru_cell, gx, gh, h)
+    if B > 1:                                 # a batch of 3-d states: the NumPy code inside
+        _agree(F.gru_cell, gx.reshape(1, B, 3 * H), gh.reshape(1, B, 3 * H), h.reshape(1, B, H))
+
+
+@settings(deadline=None)
+@given(case=recurrent_case(), bias=st.booleans())
+def test_lstm_sequence(case, bias):
+    dtype, B, H, T, rng = case
+    gx = (rng.standard_normal((T, B, 4 * H)) * 2).astype(dtype)
+    h0, c0 = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
+    w = (rng.standard_normal((4 * H, H)) / np.sqrt(H)).astype(dtype)
+    arrays = [gx, h0, c0, w] + ([rng.standard_normal(4 * H).astype(dtype)] if bias else [])
+
+    def run(*ts):
+        hs, (h, c) = F.lstm_sequence(*ts[:4], *ts[4:])
+        return mg.concatenate([hs.reshape((-1,)), h.reshape((-1,)), c.reshape((-1,))])
+    _agree(run, *arrays)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", ["adam", "adamw", "adam-l2"])
 def test_adam_steps_agree(dtype, opt):
