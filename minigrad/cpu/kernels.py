@@ -618,7 +618,7 @@ def _lstm_shapes(a, c, hc, act):
 def lstm_forward(a, c, H, hc, act):
     if not _two_d(a, c, hc, act) or not _lstm_shapes(a, c, hc, act):
         return NotImplemented
-    _lstm_step(a, a, a[0], False, c, hc, act)
+    _lstm_step(a, a, np.empty(0, a.dtype), False, c, hc, act)
     return hc, act
 
 
