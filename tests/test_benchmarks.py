@@ -30,6 +30,14 @@ SCRIPTS = {
 }
 
 
+def test_cpu_kernels_benchmark_times_each_op_both_ways(tmp_path):
+    pytest.importorskip("numba", reason='needs numba (pip install -e ".[fast]")')
+    rows = _run(["cpu_kernels.py", "--smoke"], tmp_path)
+    assert len(rows) == 5 and all(r["bench"] == "cpu-kernels" for r in rows)
+    for r in rows:
+        assert {"numpy", "minigrad", "copy"} <= set(r["ms"]) and all(v > 0 for v in r["ms"].values())
+
+
 def _run(args: list[str], tmp_path) -> list[dict]:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", LMROAD_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]], cwd=tmp_path, env=env,
