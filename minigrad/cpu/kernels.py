@@ -560,48 +560,62 @@ def _sigmoid(T, a):
 @_jit
 def _lstm_step(a, hw, b, summed, c, hc, act):
     """Gate pre-activations a (+ hw + b when ``summed``), (B, 4H) in the order i, f, g, o;
-    writes hc = [h', c'] (B, 2H) and the activations act (B, 4H)."""
+    writes hc = [h', c'] (B, 2H) and the activations act (B, 4H). One inner loop per gate
+    and per output, each reading and writing few arrays: LLVM vectorises a loop only
+    when it can check cheaply that its stores overlap none of its loads."""
     B, H = c.shape
     T = a.dtype.type
     for r in prange(B):
-        for j in range(H):
-            pi, pf, pg, po = a[r, j], a[r, H + j], a[r, 2 * H + j], a[r, 3 * H + j]
+        for k in range(4):                      # the gates: σ for i, f, o; tanh for g
+            o = k * H
             if summed:
-                pi += hw[r, j] + b[j]
-                pf += hw[r, H + j] + b[H + j]
-                pg += hw[r, 2 * H + j] + b[2 * H + j]
-                po += hw[r, 3 * H + j] + b[3 * H + j]
-            ig, fg, og = _sigmoid(T, pi), _sigmoid(T, pf), _sigmoid(T, po)
-            gg = ftanh(pg)
-            cn = fg * c[r, j] + ig * gg
-            hc[r, H + j] = cn
-            hc[r, j] = og * ftanh(cn)
-            act[r, j] = ig
-            act[r, H + j] = fg
-            act[r, 2 * H + j] = gg
-            act[r, 3 * H + j] = og
+                for j in range(H):
+                    act[r, o + j] = a[r, o + j] + hw[r, o + j] + b[o + j]
+            else:
+                for j in range(H):
+                    act[r, o + j] = a[r, o + j]
+            if k == 2:
+                for j in range(H):
+                    act[r, o + j] = ftanh(act[r, o + j])
+            else:
+                for j in range(H):
+                    act[r, o + j] = _sigmoid(T, act[r, o + j])
+        for j in range(H):                      # c' = f c + i g
+            hc[r, H + j] = act[r, H + j] * c[r, j] + act[r, j] * act[r, 2 * H + j]
+        for j in range(H):                      # h' = o tanh(c')
+            hc[r, j] = act[r, 3 * H + j] * ftanh(hc[r, H + j])
 
 
 @_jit
 def _lstm_step_backward(act, hc, gout, dh_next, dc_next, summed, c, da, dc):
     """From the step's activations and output [h', c'], the gradient [dh', dc'] (plus, when
-    ``summed``, what step t+1 sent back): da (B, 4H) and dc (B, H)."""
+    ``summed``, what step t+1 sent back): da (B, 4H) and dc (B, H), which also holds
+    tanh(c') and then dL/dc' on the way. One inner loop per quantity, as in the forward."""
     B, H = c.shape
     T = act.dtype.type
     for r in prange(B):
-        for j in range(H):
-            ig, fg, gg, og = act[r, j], act[r, H + j], act[r, 2 * H + j], act[r, 3 * H + j]
-            t = ftanh(hc[r, H + j])
-            gh, gc = gout[r, j], gout[r, H + j]
-            if summed:
-                gh += dh_next[r, j]
-                gc += dc_next[r, j]
-            d = gc + gh * og * (T(1) - t * t)
-            da[r, j] = d * gg * ig * (T(1) - ig)
-            da[r, H + j] = d * c[r, j] * fg * (T(1) - fg)
-            da[r, 2 * H + j] = d * ig * (T(1) - gg * gg)
-            da[r, 3 * H + j] = gh * t * og * (T(1) - og)
-            dc[r, j] = d * fg
+        for j in range(H):                      # t = tanh(c')
+            dc[r, j] = ftanh(hc[r, H + j])
+        for j in range(H):                      # da_o = dh' t σ'(o)
+            gh = gout[r, j] + dh_next[r, j] if summed else gout[r, j]
+            og = act[r, 3 * H + j]
+            da[r, 3 * H + j] = gh * dc[r, j] * og * (T(1) - og)
+        for j in range(H):                      # d = dL/dc' = dc' + dh' o (1 - t²)
+            gh = gout[r, j] + dh_next[r, j] if summed else gout[r, j]
+            gc = gout[r, H + j] + dc_next[r, j] if summed else gout[r, H + j]
+            t = dc[r, j]
+            dc[r, j] = gc + gh * act[r, 3 * H + j] * (T(1) - t * t)
+        for j in range(H):                      # da_i = d g σ'(i)
+            ig = act[r, j]
+            da[r, j] = dc[r, j] * act[r, 2 * H + j] * ig * (T(1) - ig)
+        for j in range(H):                      # da_f = d c σ'(f)
+            fg = act[r, H + j]
+            da[r, H + j] = dc[r, j] * c[r, j] * fg * (T(1) - fg)
+        for j in range(H):                      # da_g = d i (1 - g²)
+            gg = act[r, 2 * H + j]
+            da[r, 2 * H + j] = dc[r, j] * act[r, j] * (T(1) - gg * gg)
+        for j in range(H):                      # dc = d f
+            dc[r, j] = dc[r, j] * act[r, H + j]
 
 
 def _two_d(*arrays):
@@ -649,20 +663,21 @@ def lstm_seq_backward(act, hc, grad_out, dh_next, dc_next, c, H, da, dc):
 @_jit
 def _gru_step(gx, gh, h, y, saved):
     """r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r h_n), h' = n + z (h - n);
-    gx, gh (B, 3H); saved (B, 4H) = [r, z, n, h_n]."""
+    gx, gh (B, 3H); saved (B, 4H) = [r, z, n, h_n]. One inner loop per quantity."""
     B, H = h.shape
     T = h.dtype.type
     for i in prange(B):
         for j in range(H):
-            r = _sigmoid(T, gx[i, j] + gh[i, j])
-            z = _sigmoid(T, gx[i, H + j] + gh[i, H + j])
-            hn = gh[i, 2 * H + j]
-            n = ftanh(gx[i, 2 * H + j] + r * hn)
-            y[i, j] = n + z * (h[i, j] - n)
-            saved[i, j] = r
-            saved[i, H + j] = z
-            saved[i, 2 * H + j] = n
-            saved[i, 3 * H + j] = hn
+            saved[i, j] = _sigmoid(T, gx[i, j] + gh[i, j])                      # r
+        for j in range(H):
+            saved[i, H + j] = _sigmoid(T, gx[i, H + j] + gh[i, H + j])          # z
+        for j in range(H):
+            saved[i, 3 * H + j] = gh[i, 2 * H + j]                              # h_n
+        for j in range(H):
+            saved[i, 2 * H + j] = ftanh(gx[i, 2 * H + j] + saved[i, j] * saved[i, 3 * H + j])   # n
+        for j in range(H):
+            n = saved[i, 2 * H + j]
+            y[i, j] = n + saved[i, H + j] * (h[i, j] - n)
 
 
 @_jit
@@ -670,18 +685,21 @@ def _gru_step_backward(saved, h, g, dgx, dgh, dh):
     B, H = h.shape
     T = h.dtype.type
     for i in prange(B):
+        for j in range(H):                      # dn, through tanh
+            z, n = saved[i, H + j], saved[i, 2 * H + j]
+            dgx[i, 2 * H + j] = g[i, j] * (T(1) - z) * (T(1) - n * n)
+        for j in range(H):                      # dz
+            z, n = saved[i, H + j], saved[i, 2 * H + j]
+            dgx[i, H + j] = g[i, j] * (h[i, j] - n) * z * (T(1) - z)
+        for j in range(H):                      # dr
+            r = saved[i, j]
+            dgx[i, j] = dgx[i, 2 * H + j] * saved[i, 3 * H + j] * r * (T(1) - r)
+        for j in range(2 * H):
+            dgh[i, j] = dgx[i, j]
         for j in range(H):
-            r, z, n, hn = saved[i, j], saved[i, H + j], saved[i, 2 * H + j], saved[i, 3 * H + j]
-            dn = g[i, j] * (T(1) - z) * (T(1) - n * n)
-            dz = g[i, j] * (h[i, j] - n) * z * (T(1) - z)
-            dr = dn * hn * r * (T(1) - r)
-            dgx[i, j] = dr
-            dgx[i, H + j] = dz
-            dgx[i, 2 * H + j] = dn
-            dgh[i, j] = dr
-            dgh[i, H + j] = dz
-            dgh[i, 2 * H + j] = dn * r
-            dh[i, j] = g[i, j] * z
+            dgh[i, 2 * H + j] = dgx[i, 2 * H + j] * saved[i, j]
+        for j in range(H):
+            dh[i, j] = g[i, j] * saved[i, H + j]
 
 
 def gru_forward(gx, gh, h, H, y, saved):
