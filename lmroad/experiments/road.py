@@ -120,6 +120,17 @@ BUDGETS = {b.name: b for b in (QUICK, DEFAULT, LARGE)}
 
 # --------------------------------------------------------------------------- the plan
 
+
+def _cpu_kernels() -> str:
+    """Which code the fused ops ran, for the report: numba's loops (the fast extra) or NumPy's
+    (they round differently, so the last digits of the numbers depend on it)."""
+    import importlib.metadata
+
+    import minigrad.cpu
+    if minigrad.cpu.is_available():
+        return f"compiled loops (numba {importlib.metadata.version('numba')}, the fast extra)"
+    return f"NumPy code ({minigrad.cpu.unavailable_reason()})"
+
 def _lm_spec(budget: Budget, kind: str, arch: str, width: int, size_index: int, lr: float, seed: int,
              data_seed: int, vocab: int, **extra) -> dict:
     spec = dict(kind=kind, arch=arch, width=width, size_index=size_index,
@@ -281,7 +292,7 @@ def run_road(budget: Budget, corpus_name: str, data_path: str | None, out_dir: s
                  command=command or f"python -m lmroad road --budget {budget.name}",
                  wall_s=time.perf_counter() - t0, run_s=sum(r.get("run_s", 0.0) for r in runs),
                  python=platform.python_version(), numpy=np.__version__,
-                 machine=f"{platform.machine()}, {os.cpu_count()} CPUs")
+                 machine=f"{platform.machine()}, {os.cpu_count()} CPUs", cpu_kernels=_cpu_kernels())
     path = writeup.write_report(Report(out_dir, plots=plots), setup, runs)
     say(f"done in {fmt_seconds(time.perf_counter() - t0)} (runs loaded from earlier runs of this command "
         f"took no time); report: {path}")

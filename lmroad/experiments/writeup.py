@@ -91,7 +91,8 @@ def _setup(rep: Report, setup: dict, g: dict) -> None:
         dict(k="evaluation", v=f"{b['eval_windows']:,} random validation windows of {b['n_ctx']} tokens, "
                                "the same for every model, each from a fresh state"),
         dict(k="machine", v=f"{setup['machine']}; Python {setup['python']}, NumPy {setup['numpy']}; "
-                            f"{setup['jobs']} worker process(es), 1 BLAS thread each"),
+                            f"{setup['jobs']} worker process(es), 1 BLAS thread each; the fused ops: "
+                            f"{setup.get('cpu_kernels', 'not recorded')}"),
         dict(k="time", v=f"{fmt_seconds(setup['wall_s'])} for this invocation (runs saved by an earlier "
                          f"invocation are loaded, not rerun); the runs took {fmt_seconds(setup['run_s'])} of "
                          "worker time in all"),
