@@ -88,9 +88,16 @@ def unavailable_reason() -> str:
 def _kernels():
     if not _module:
         from . import kernels
-        kernels.set_num_threads(_threads[0])
         _module.append(kernels)
+        _numba_threads()
     return _module[0]
+
+
+def _numba_threads() -> None:
+    """Size numba's pool for the parallel builds (the serial ones, n = 1, need none)."""
+    if _module and _threads[0] > 1:
+        import numba
+        numba.set_num_threads(_threads[0])
 
 
 def kernel(name: str, *arrays):
@@ -124,9 +131,8 @@ def set_num_threads(n: int) -> int:
     if n > max_num_threads():
         raise ValueError(f"set_num_threads: {n} threads asked, at most {max_num_threads()} here "
                          "(numba's pool: the cores, or NUMBA_NUM_THREADS)")
-    _threads[0] = n
-    if _module:
-        _module[0].set_num_threads(n)
+    _threads[0] = n          # the kernels module reads this list at each call
+    _numba_threads()
     return n
 
 

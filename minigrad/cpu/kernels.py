@@ -32,10 +32,11 @@ from __future__ import annotations
 import math
 import types as types_
 
-import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
+
+from . import _threads  # [n]: the loops' thread count, one list shared with minigrad.cpu
 
 #: LLVM's fast-math flags, less 'nnan' and 'ninf' (NaN and ±inf must stay correct)
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -59,7 +60,7 @@ class _Loop:
         self.builds = {}
 
     def __call__(self, *args):
-        parallel = _threads[0] > 1
+        parallel = _threads[0] > 1          # minigrad.cpu.set_num_threads sets it
         build = self.builds.get(parallel)
         if build is None:
             fn = self.fn
@@ -70,18 +71,6 @@ class _Loop:
             build = self.builds[parallel] = njit(fn, fastmath=self.fastmath, error_model="numpy",
                                                  cache=True, parallel=parallel, nogil=True)
         return build(*args)
-
-
-_threads = [1]
-
-
-def set_num_threads(n: int) -> None:
-    if n > numba.config.NUMBA_NUM_THREADS:
-        raise ValueError(f"set_num_threads: {n} threads asked, numba has at most "
-                         f"{numba.config.NUMBA_NUM_THREADS} here (NUMBA_NUM_THREADS, the cores)")
-    _threads[0] = n
-    if n > 1:
-        numba.set_num_threads(n)
 
 
 # --------------------------------------------------------------------------- exp, tanh, erfc
@@ -122,6 +111,7 @@ def _exp32(x):
     y = f(np.inf) if x > f(88.72283935546875) else y
     y = f(0.0) if x < f(-87.33654022216797) else y    # below: subnormal, flushed to 0
     return x if x != x else y                          # NaN in, NaN out
+
 
 def _tanh32(x):
     f = np.float32
@@ -336,9 +326,7 @@ def softmax_rows(x, allowed=None, scale=1.0):
         L = x.shape[-2] if x.ndim >= 2 else 1
         if a2.shape[0] not in (1, L) or a2.shape[1] not in (1, n):
             return NotImplemented
-        allow2, masked = _c(np.broadcast_to(a2, (a2.shape[0], n))), True
-        if a2.shape[0] == 1 and L > 1:           # one mask row for every query
-            allow2 = _c(np.broadcast_to(allow2, (L, n)))
+        allow2, masked = _c(np.broadcast_to(a2, (L, n))), True    # a copy only if it broadcasts
     y = np.empty(x2.shape, x.dtype)
     if x2.size:
         _softmax_rows(x2, allow2, masked, x.dtype.type(scale), y)
@@ -392,10 +380,10 @@ def max_sum_exp(x):
     """(m, s), each (rows, 1): each row's max, and Σ e^(x - m) (m taken as 0 when it is
     not finite), over the last axis of (rows, n) logits: what cross-entropy keeps."""
     rows, n = x.shape
-    x = _c(x)
-    m, s = np.empty(rows, x.dtype), np.empty(rows, x.dtype)
     if n == 0:
         return NotImplemented
+    x = _c(x)
+    m, s = np.empty(rows, x.dtype), np.empty(rows, x.dtype)
     _max_sum_exp(x, m, s)
     return m.reshape(rows, 1), s.reshape(rows, 1)
 

@@ -41,8 +41,6 @@ class LayerNorm(Function):
         self.shift = x2[:, :1] if n else backend.xp_of(x).zeros((x2.shape[0], 1), x.dtype)  # (rows, 1)
         # backward recomputes x̂ from (shift, mean, rstd) rather than keeping a second
         # full-size array alive until then (PyTorch keeps the same three)
-        w = affine[0].reshape(n) if self.has_weight else 1.0
-        b = affine[-1].reshape(n) if self.has_bias else 0.0
         loop = cpu.kernel("layer_norm_forward", x2, *affine)
         if loop is not None:             # the CPU with numba: one compiled pass per row
             out = loop(x2, affine[0] if self.has_weight else None, affine[-1] if self.has_bias else None,
@@ -50,6 +48,8 @@ class LayerNorm(Function):
             if out is not NotImplemented:
                 y, self.shift, self.mean, self.rstd = out
                 return y.reshape(x.shape)
+        w = affine[0].reshape(n) if self.has_weight else 1.0
+        b = affine[-1].reshape(n) if self.has_bias else 0.0
         if not will_launch(x):           # off the GPU: one pass that keeps x - shift - μ
             xc = x2 - self.shift
             self.mean = xc.mean(axis=-1, keepdims=True)
