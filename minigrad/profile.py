@@ -44,7 +44,7 @@ each product site costs one truthiness check of ``active``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import autograd
 
@@ -101,10 +101,15 @@ def count_flops(record: bool = False) -> FlopCounter:
     return FlopCounter(record)
 
 
-class Product(tuple):
-    """One recorded product: (shape_a, shape_b, layout_a, layout_b, dtype, times), a layout
-    being "C" (C-contiguous), "T" (its last two axes swapped are) or "S" (other strides)."""
-    __slots__ = ()
+class Product(NamedTuple):
+    """One recorded product ``a @ b``, run ``times`` times. A layout is "C" (C-contiguous),
+    "T" (its last two axes swapped are: a transposed view) or "S" (other strides)."""
+    shape_a: tuple[int, ...]
+    shape_b: tuple[int, ...]
+    layout_a: str
+    layout_b: str
+    dtype: str
+    times: int
 
 
 def _layout(x: Any) -> str:
@@ -165,4 +170,4 @@ def add_matmul(a: Any, b: Any, times: int = 1) -> None:
     for c in active:
         if c.records is not None:
             dtype = str(getattr(a, "dtype", getattr(b, "dtype", "float32")))
-            c.records.append(Product((_shape(a), _shape(b), _layout(a), _layout(b), dtype, times)))
+            c.records.append(Product(_shape(a), _shape(b), _layout(a), _layout(b), dtype, times))

@@ -119,7 +119,10 @@ def kernel(name: str, *arrays):
             dtype = a.dtype
     if dtype is None or not _numba_installed():
         return None
-    return getattr(_kernels(), name)
+    loop = getattr(_kernels(), name, None)
+    if loop is None or name.startswith("_"):
+        raise ValueError(f"minigrad.cpu.kernel: no CPU loop named {name!r} in minigrad/cpu/kernels.py")
+    return loop
 
 
 def set_num_threads(n: int) -> int:

@@ -80,6 +80,17 @@ def test_the_fast_path_is_on_here():
     assert minigrad.cpu.kernel("gelu_tanh", np.zeros(3, np.float32), np.zeros(3)) is None   # mixed
     with minigrad.cpu.use_cpu_kernels(False):
         assert minigrad.cpu.kernel("gelu_tanh", np.zeros(3, np.float32)) is None
+    for bad in ("gelu_tanhh", "_gelu_tanh"):          # a misspelt cpu_kernel= says so by name
+        with pytest.raises(ValueError, match=f"minigrad.cpu.kernel: no CPU loop named '{bad}'"):
+            minigrad.cpu.kernel(bad, np.zeros(3, np.float32))
+
+
+def test_every_cuda_kernel_names_an_existing_cpu_loop():
+    from minigrad.cuda.kernels import REGISTRY
+    named = {k.name: k.cpu_kernel for k in REGISTRY.values() if k.cpu_kernel is not None}
+    assert len(named) >= 12                   # GELU ×4, LSTM ×4, GRU ×2, cross-entropy, Adam
+    for name, loop in named.items():
+        assert callable(getattr(kernels, loop, None)) and not loop.startswith("_"), (name, loop)
 
 
 # --------------------------------------------------------------------------- exp, tanh, erfc
