@@ -22,15 +22,15 @@ from .ops.layout import tril
 from .ops.linalg import Linear, linear_reference
 from .ops.loss import BinaryCrossEntropy
 from .ops.norm import LayerNorm
-from .ops.recurrent import GRUCellUpdate, LSTMCellUpdate, LSTMSequence
+from .ops.recurrent import GRUCellUpdate, GRUSequence, LSTMCellUpdate, LSTMSequence, RNNSequence
 from .ops.softmax import CrossEntropy, log_softmax, softmax
 from .tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "layer_norm", "embedding", "one_hot", "dropout",
            "masked_fill", "scaled_dot_product_attention", "mse_loss", "linear", "lstm_cell",
-           "lstm_sequence", "gru_cell", "relu", "gelu", "sigmoid", "tanh", "silu", "softplus",
-           "leaky_relu", "elu"]
+           "lstm_sequence", "gru_cell", "gru_sequence", "rnn_sequence", "relu", "gelu", "sigmoid",
+           "tanh", "silu", "softplus", "leaky_relu", "elu"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -351,6 +351,28 @@ def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     return hc[..., :H], hc[..., H:]
 
 
+def _sequence_shapes(name: str, gx: Tensor, states: tuple[Tensor, ...], weight_hh: Tensor,
+                     bias_hh: Tensor | None, gates: int) -> tuple[int, int, int]:
+    """(T, B, H) for a fused recurrence over gx (T, ..., G·H) from states (..., H) each, or
+    a ValueError naming ``name`` and every shape involved."""
+    require_float(gx, name)
+    h0 = states[0]
+    H = h0.shape[-1] if h0.ndim else 0
+    batch = h0.shape[:-1]
+    G = gates
+    if (gx.ndim < 1 or h0.ndim == 0 or gx.shape[1:] != batch + (G * H,)
+            or any(s.shape != h0.shape for s in states)
+            or weight_hh.shape != (G * H, H) or (bias_hh is not None and bias_hh.shape != (G * H,))):
+        names = ["h0", "c0"][:len(states)]
+        g = "" if G == 1 else str(G)
+        raise ValueError(
+            f"{name}: gx {gx.shape}, " + "".join(f"{n} {s.shape}, " for n, s in zip(names, states))
+            + f"weight_hh {weight_hh.shape}{'' if bias_hh is None else f', bias_hh {bias_hh.shape}'}"
+            f" do not fit; need (T, ..., {g}H), " + "(..., H), " * len(states)
+            + f"({g}H, H) and ({g}H,)")
+    return gx.shape[0], math.prod(batch), H
+
+
 def lstm_sequence(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor,
                   bias_hh: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """An LSTM layer's recurrence over a whole sequence, fused (one graph node).
@@ -360,22 +382,52 @@ def lstm_sequence(gx: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor,
     (4H,) or None. Returns (hs, (h_T, c_T)) with hs (T, ..., H): the same as
     stepping ``lstm_cell(gx[t] + linear(h, weight_hh, bias_hh), c)``, with a
     hand-written backward through time."""
-    require_float(gx, "lstm_sequence")
-    H = c0.shape[-1] if c0.ndim else 0
-    batch = h0.shape[:-1]
-    if (gx.ndim < 1 or c0.ndim == 0 or gx.shape[1:] != batch + (4 * H,) or h0.shape != c0.shape
-            or weight_hh.shape != (4 * H, H) or (bias_hh is not None and bias_hh.shape != (4 * H,))):
-        raise ValueError(
-            f"lstm_sequence: gx {gx.shape}, h0 {h0.shape}, c0 {c0.shape}, weight_hh {weight_hh.shape}"
-            f"{'' if bias_hh is None else f', bias_hh {bias_hh.shape}'} do not fit; need (T, ..., 4H), "
-            "(..., H), (..., H), (4H, H) and (4H,)")
-    T, B = gx.shape[0], math.prod(batch)
+    T, B, H = _sequence_shapes("lstm_sequence", gx, (h0, c0), weight_hh, bias_hh, 4)
     if T == 0:
         return gx[..., :H], (h0, c0)
+    batch = h0.shape[:-1]
     args = (gx.reshape((T, B, 4 * H)), h0.reshape((B, H)), c0.reshape((B, H)), weight_hh)
     ys = LSTMSequence.apply(*args, *(() if bias_hh is None else (bias_hh,)))
     ys = ys.reshape((T,) + batch + (2 * H,))                   # (T, ..., 2H): [h_t, c_t]
     return ys[..., :H], (ys[-1, ..., :H], ys[-1, ..., H:])
+
+
+def gru_sequence(gx: Tensor, h0: Tensor, weight_hh: Tensor,
+                 bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """A GRU layer's recurrence over a whole sequence, fused (one graph node).
+
+    ``gx`` (T, ..., 3H): W_ih x_t + b_ih for every step, PyTorch's gate order
+    (r, z, n); ``h0`` (..., H); ``weight_hh`` (3H, H); ``bias_hh`` (3H,) or
+    None. Returns (hs, h_T) with hs (T, ..., H): the same as stepping
+    ``h = gru_cell(gx[t], linear(h, weight_hh, bias_hh), h)``, with a
+    hand-written backward through time."""
+    T, B, H = _sequence_shapes("gru_sequence", gx, (h0,), weight_hh, bias_hh, 3)
+    if T == 0:
+        return gx[..., :H], h0
+    args = (gx.reshape((T, B, 3 * H)), h0.reshape((B, H)), weight_hh)
+    hs = GRUSequence.apply(*args, *(() if bias_hh is None else (bias_hh,)))
+    hs = hs.reshape((T,) + h0.shape)
+    return hs, hs[-1]
+
+
+def rnn_sequence(gx: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor | None = None,
+                 nonlinearity: str = "tanh") -> tuple[Tensor, Tensor]:
+    """An Elman RNN layer's recurrence over a whole sequence, fused (one graph node).
+
+    ``gx`` (T, ..., H): W_ih x_t + b_ih for every step; ``h0`` (..., H);
+    ``weight_hh`` (H, H); ``bias_hh`` (H,) or None; ``nonlinearity`` "tanh"
+    or "relu". Returns (hs, h_T) with hs (T, ..., H): the same as stepping
+    ``h = tanh(gx[t] + linear(h, weight_hh, bias_hh))``, with a hand-written
+    backward through time."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"rnn_sequence: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    T, B, H = _sequence_shapes("rnn_sequence", gx, (h0,), weight_hh, bias_hh, 1)
+    if T == 0:
+        return gx, h0
+    args = (gx.reshape((T, B, H)), h0.reshape((B, H)), weight_hh)
+    hs = RNNSequence.apply(*args, *(() if bias_hh is None else (bias_hh,)), nonlinearity=nonlinearity)
+    hs = hs.reshape((T,) + h0.shape)
+    return hs, hs[-1]
 
 
 def gru_cell(gx: Tensor, gh: Tensor, h: Tensor) -> Tensor:

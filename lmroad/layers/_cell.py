@@ -76,6 +76,11 @@ class RecurrentCell(nn.Module):
             outs.append(state[0] if isinstance(state, tuple) else state)   # h_t (B, H)
         return mg.stack(outs, axis=0), state
 
+    def _may_fuse(self, cls: type) -> bool:
+        """Whether ``sequence`` may run ``cls``'s fused whole-sequence op: not when a probe
+        asked for every step, nor when a subclass changed the step (a peephole LSTM, say)."""
+        return self.fused_sequence and type(self).recurrence is cls.recurrence
+
     # ------------------------------------------------------------------ states
     def zero_state(self, batch_shape: tuple[int, ...], like: Tensor):
         """The default state: zeros (batch_shape + (H,)) of ``like``'s dtype and device."""

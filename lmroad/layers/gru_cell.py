@@ -34,3 +34,11 @@ class GRUCell(RecurrentCell):
         # one fused node (minigrad.ops.fused.GRUCellUpdate; gru_cell_reference there is the
         # same in plain ops)
         return F.gru_cell(gx, gh, h)                               # (B, H)
+
+    def sequence(self, gx: Tensor, h: Tensor):
+        """The whole sequence as one fused node (``F.gru_sequence``: the same steps, with
+        a hand-written backward through time), unless a probe asked for every step or a
+        subclass changed the step."""
+        if not self._may_fuse(GRUCell):
+            return super().sequence(gx, h)
+        return F.gru_sequence(gx, h, self.weight_hh, self.bias_hh)   # (T, B, H), h_T

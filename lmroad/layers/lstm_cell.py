@@ -71,7 +71,7 @@ class LSTMCell(RecurrentCell):
         """The whole sequence as one fused node (``F.lstm_sequence``: the same
         steps, with a hand-written backward through time), unless a probe asked
         for every step or a subclass changed the step (a peephole cell, say)."""
-        if not self.fused_sequence or type(self).recurrence is not LSTMCell.recurrence:
+        if not self._may_fuse(LSTMCell):
             return super().sequence(gx, state)
         hs, final = F.lstm_sequence(gx, *state, self.weight_hh, self.bias_hh)
         return hs, final                                    # (T, B, H), (h_T, c_T)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from minigrad import functional as F
 from minigrad.tensor import Tensor
 
 from ._cell import RecurrentCell
@@ -33,6 +34,14 @@ class RNNCell(RecurrentCell):
     def recurrence(self, gx: Tensor, h: Tensor) -> Tensor:
         pre = gx + self.hidden_projection(h)                 # (B, H)
         return pre.tanh() if self.nonlinearity == "tanh" else pre.relu()
+
+    def sequence(self, gx: Tensor, h: Tensor):
+        """The whole sequence as one fused node (``F.rnn_sequence``: the same steps, with
+        a hand-written backward through time), unless a probe asked for every step or a
+        subclass changed the step."""
+        if not self._may_fuse(RNNCell):
+            return super().sequence(gx, h)
+        return F.rnn_sequence(gx, h, self.weight_hh, self.bias_hh, self.nonlinearity)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"

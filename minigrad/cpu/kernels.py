@@ -293,12 +293,17 @@ def _softmax_rows(x, allowed, masked, scale, y):
     L = allowed.shape[0]
     for r in prange(rows):
         m = T(-np.inf)
-        for j in range(n):                       # pass 1: the max of the allowed scores
-            s = x[r, j] * scale
-            if masked and not allowed[r % L, j]:
-                s = T(-np.inf)
-            y[r, j] = s
-            m = s if s > m else m
+        if masked:      # pass 1: the allowed scores, then their max (in two loops: with
+            a = allowed[r % L]                   # the mask's test inside, the max ran 2x slower)
+            for j in range(n):
+                y[r, j] = x[r, j] * scale if a[j] else T(-np.inf)
+            for j in range(n):
+                m = y[r, j] if y[r, j] > m else m
+        else:
+            for j in range(n):
+                s = x[r, j] * scale
+                y[r, j] = s
+                m = s if s > m else m
         shift = m if m > T(-np.inf) else T(0)   # all -inf: shift by 0, every e^s is 0
         total = T(0)
         for j in range(n):                       # pass 2: e^(s - max) and their sum
@@ -419,32 +424,66 @@ def cross_entropy_backward(x, m, s, t, w, off, on, C):
 
 # --------------------------------------------------------------------------- LayerNorm rows
 
+@njit(error_model="numpy", cache=True)
+def _sum8(u, v):
+    """Σ_j u_j (v None) or Σ_j u_j v_j over 1-D arrays, as eight interleaved running
+    sums added up at the end. Without fast-math (LayerNorm's loops, see ``_jit``) LLVM
+    keeps one running sum in order, an element at a time; eight independent sums are
+    the same kind of additions, and it runs them as one 8-lane SIMD add per step."""
+    T = u.dtype.type
+    n = u.size
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = T(0)
+    j = 0
+    while j + 8 <= n:
+        if v is None:                           # decided when compiling, not per element
+            s0 += u[j]
+            s1 += u[j + 1]
+            s2 += u[j + 2]
+            s3 += u[j + 3]
+            s4 += u[j + 4]
+            s5 += u[j + 5]
+            s6 += u[j + 6]
+            s7 += u[j + 7]
+        else:
+            s0 += u[j] * v[j]
+            s1 += u[j + 1] * v[j + 1]
+            s2 += u[j + 2] * v[j + 2]
+            s3 += u[j + 3] * v[j + 3]
+            s4 += u[j + 4] * v[j + 4]
+            s5 += u[j + 5] * v[j + 5]
+            s6 += u[j + 6] * v[j + 6]
+            s7 += u[j + 7] * v[j + 7]
+        j += 8
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for k in range(j, n):
+        s += u[k] if v is None else u[k] * v[k]
+    return s
+
+
 @_jit(strict=True)
 def _layer_norm_forward(x, w, b, eps, y, shift, mean, rstd):
     """Per row: shift by the first element, two-pass mean and variance, normalise,
-    then ⊙ w + b (w, b of size 0: none)."""
+    then ⊙ w + b (w, b of size 0: none). y holds the centred row on the way."""
     T = x.dtype.type
     rows, n = x.shape
     has_w, has_b = w.size > 0, b.size > 0
     inv_n = T(1) / T(n)
     for r in prange(rows):
         sh = x[r, 0]
-        acc = T(0)
+        yr = y[r]
         for j in range(n):
-            acc += x[r, j] - sh
-        mu = acc * inv_n
-        acc = T(0)
+            yr[j] = x[r, j] - sh
+        mu = _sum8(yr, None) * inv_n
         for j in range(n):
-            d = x[r, j] - sh - mu
-            acc += d * d
-        rs = T(1) / np.sqrt(acc * inv_n + eps)
+            yr[j] = yr[j] - mu                  # (x - shift) - mean, as the NumPy code
+        rs = T(1) / np.sqrt(_sum8(yr, yr) * inv_n + eps)
         for j in range(n):
-            v = (x[r, j] - sh - mu) * rs
+            v = yr[j] * rs
             if has_w:
                 v *= w[j]
             if has_b:
                 v += b[j]
-            y[r, j] = v
+            yr[j] = v
         shift[r], mean[r], rstd[r] = sh, mu, rs
 
 
@@ -466,32 +505,29 @@ def layer_norm_forward(x2, w, b, eps):
 
 
 @_jit(strict=True)
-def _layer_norm_backward(g, x, shift, mean, rstd, w, blocks, dx, gw, gb):
+def _layer_norm_backward(g, x, shift, mean, rstd, w, blocks, dx, gw, gb, gh):
     """dx = r (ĝ - mean ĝ - x̂ mean(ĝ x̂)), ĝ = g w; and each block of rows' Σ g x̂ and
-    Σ g in its own row of gw and gb (summed afterwards: no two threads write one sum)."""
+    Σ g in its own row of gw and gb (summed afterwards: no two threads write one sum).
+    On the way, dx[r] holds x̂ and the block's row of ``gh`` holds ĝ."""
     T = x.dtype.type
     rows, n = x.shape
     has_w = w.size > 0
     inv_n = T(1) / T(n)
     per = (rows + blocks - 1) // blocks
     for k in prange(blocks):
+        ghk, gwk, gbk = gh[k], gw[k], gb[k]
         for r in range(k * per, min(rows, (k + 1) * per)):
             sh, mu, rs = shift[r], mean[r], rstd[r]
-            a = T(0)
-            c = T(0)
+            xr, gr, xh = x[r], g[r], dx[r]
             for j in range(n):
-                xh = (x[r, j] - sh - mu) * rs
-                gh = g[r, j] * w[j] if has_w else g[r, j]
-                a += gh
-                c += gh * xh
-                gw[k, j] += g[r, j] * xh
-                gb[k, j] += g[r, j]
-            a *= inv_n
-            c *= inv_n
+                xh[j] = (xr[j] - sh - mu) * rs
+                ghk[j] = gr[j] * w[j] if has_w else gr[j]
+                gwk[j] += gr[j] * xh[j]
+                gbk[j] += gr[j]
+            a = _sum8(ghk, None) * inv_n
+            c = _sum8(ghk, xh) * inv_n
             for j in range(n):
-                xh = (x[r, j] - sh - mu) * rs
-                gh = g[r, j] * w[j] if has_w else g[r, j]
-                dx[r, j] = rs * (gh - a - xh * c)
+                xh[j] = rs * (ghk[j] - a - xh[j] * c)
 
 
 def layer_norm_backward(g2, x2, shift, mean, rstd, w):
@@ -505,8 +541,9 @@ def layer_norm_backward(g2, x2, shift, mean, rstd, w):
     dx = np.empty_like(x2)
     gw = np.zeros((blocks, n), x2.dtype)
     gb = np.zeros((blocks, n), x2.dtype)
+    gh = np.empty((blocks, n), x2.dtype)                # each block's ĝ row, scratch
     _layer_norm_backward(g2, x2, shift.reshape(rows), mean.reshape(rows), rstd.reshape(rows), w, blocks,
-                         dx, gw, gb)
+                         dx, gw, gb, gh)
     return dx, gw.sum(axis=0), gb.sum(axis=0)
 
 
@@ -710,3 +747,46 @@ def gru_backward(saved, h, g, H, dgx, dgh, dh):
         return NotImplemented
     _gru_step_backward(saved, h, g, dgx, dgh, dh)
     return dgx, dgh, dh
+
+
+# --------------------------------------------------------------------------- the RNN step
+
+@_jit
+def _rnn_step(gx, hw, relu, h):
+    """h = tanh(gx + hw), or max(gx + hw, 0) (NaN kept) when ``relu``; flat arrays."""
+    T = h.dtype.type
+    if relu:
+        for i in prange(h.size):
+            a = gx[i] + hw[i]
+            h[i] = T(0) if a < T(0) else a
+    else:
+        for i in prange(h.size):
+            h[i] = ftanh(gx[i] + hw[i])
+
+
+@_jit
+def _rnn_step_backward(g, dh_next, h, relu, da):
+    """da = (g + dh_next) times the step's derivative, read from its output h."""
+    T = h.dtype.type
+    if relu:
+        for i in prange(h.size):
+            da[i] = g[i] + dh_next[i] if h[i] > T(0) else T(0)
+    else:
+        for i in prange(h.size):
+            da[i] = (g[i] + dh_next[i]) * (T(1) - h[i] * h[i])
+
+
+def rnn_forward(gx, hw, relu, h):
+    flat = _flat(gx, hw, h)
+    if flat is None or not h.flags.c_contiguous:      # h is written: it must be its own buffer
+        return NotImplemented
+    _rnn_step(flat[0], flat[1], bool(relu), flat[2])
+    return h
+
+
+def rnn_backward(g, dh_next, h, relu, da):
+    flat = _flat(g, dh_next, h, da)
+    if flat is None or not da.flags.c_contiguous:
+        return NotImplemented
+    _rnn_step_backward(flat[0], flat[1], flat[2], bool(relu), flat[3])
+    return da

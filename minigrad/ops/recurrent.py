@@ -1,5 +1,5 @@
-"""The LSTM and GRU steps, and the LSTM over a whole sequence, each as one
-graph node.
+"""The LSTM and GRU steps, and the RNN, LSTM and GRU over a whole sequence,
+each as one graph node.
 
 Each family opens with its plain reference formula (``*_reference``: the same
 function from composite ops, differentiable to any order, and what the tests
@@ -8,6 +8,8 @@ their NumPy fallbacks) and raw-array helpers.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from .. import backend, profile
 from ..autograd import Function
@@ -48,6 +50,26 @@ def gru_cell_reference(gx: Tensor, gh: Tensor, h: Tensor) -> Tensor:
     r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
     n = (x_n + r * h_n).tanh()
     return n + z * (h - n)
+
+
+def gru_sequence_reference(gx: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None = None) -> Tensor:
+    """The GRU over a whole sequence from composite ops: (T, B, H) = h_t per step."""
+    h, out = h0, []
+    for t in range(gx.shape[0]):
+        h = gru_cell_reference(gx[t], linear_reference(h, w_hh, b_hh), h)
+        out.append(h)
+    return stack(out, axis=0)
+
+
+def rnn_sequence_reference(gx: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None = None,
+                           nonlinearity: str = "tanh") -> Tensor:
+    """The Elman RNN over a whole sequence from composite ops: (T, B, H) = h_t per step."""
+    h, out = h0, []
+    for t in range(gx.shape[0]):
+        pre = gx[t] + linear_reference(h, w_hh, b_hh)
+        h = pre.tanh() if nonlinearity == "tanh" else pre.relu()
+        out.append(h)
+    return stack(out, axis=0)
 
 
 # --------------------------------------------------------------------------- the fused nodes
@@ -143,11 +165,7 @@ class LSTMSequence(Function):
             _LSTM_SEQ_BACKWARD(self.acts[t], ys[t], gout[t], dh_next, dc_next, c_prev, H, da[t], dc)
             xp.matmul(da[t], w, out=dh_next)                         # dh_{t-1} (B, H)
             dc_next, dc = dc, dc_next                                # reuse the two buffers
-        h_prev = xp.concatenate([h0.data[None], ys[:-1, :, :H]], axis=0)   # (T, B, H)
-        if profile.active:
-            profile.add_matmul((4 * H, T * B), (T * B, H))
-        dw = da.reshape(T * B, 4 * H).T @ h_prev.reshape(T * B, H)   # (4H, H)
-        grads = [da, dh_next, dc_next, dw]
+        grads = [da, dh_next, dc_next, _sum_of_products(da, h0.data, ys)]   # dW_hh (4H, H)
         if len(self.inputs) == 5:
             grads.append(da.sum(axis=(0, 1)))
         return grads
@@ -185,6 +203,129 @@ class GRUCellUpdate(Function):
         dh = xp.empty(h.shape, dtype=h.dtype)
         _GRU_BACKWARD(self.saved, h.data, g, H, dgx, dgh, dh)
         return dgx, dgh, dh
+
+class GRUSequence(Function):
+    """A GRU layer's recurrence over a whole sequence, as one node:
+
+        gh_t = W_hh h_{t-1} + b_hh,   h_t = the GRU step of (gx_t, gh_t, h_{t-1})
+
+    Inputs: gx (T, B, 3H) (W_ih x_t + b_ih for every step, one product done by
+    the caller), h0 (B, H), W_hh (3H, H) and, if given, b_hh (3H,). Output: the
+    hidden states (T, B, H). Per step: one product and the GRU step's kernel.
+    Backward through time by hand, as ``LSTMSequence``'s: per step, in reverse,
+    the step's backward kernel gives d(gx_t), d(gh_t) and the direct part of
+    dh_{t-1} (g z), to which d(gh_t) W_hh is added; then dW_hh = Σ_t d(gh_t)ᵀ h_{t-1}
+    as one product."""
+    op_name = "gru_sequence"
+
+    def forward(self, gx, h0, w_hh, *b_hh):
+        xp = backend.xp_of(gx)
+        T, B, H = gx.shape[0], gx.shape[1], h0.shape[-1]
+        ys = xp.empty((T, B, H), dtype=gx.dtype)
+        self.saved = xp.empty((T, B, 4 * H), dtype=gx.dtype)           # [r, z, n, h_n] per step
+        gx = xp.ascontiguousarray(gx)
+        gh = xp.empty((B, 3 * H), dtype=gx.dtype)
+        h, wt = h0, w_hh.T
+        if profile.active:
+            profile.add_matmul(h0, wt, times=T)                      # (B, H) @ (H, 3H) per step
+        for t in range(T):
+            xp.matmul(h, wt, out=gh)
+            if b_hh:
+                gh += b_hh[0]
+            _GRU_FORWARD(gx[t], gh, h, H, ys[t], self.saved[t])
+            h = ys[t]
+        self.ys = ys
+        return ys
+
+    def backward(self, g):
+        return _vjp_of(gru_sequence_reference, self.inputs, g)
+
+    def backward_raw(self, g):
+        gx, h0, w_hh = self.inputs[:3]
+        xp = gx.xp
+        T, B, H = gx.shape[0], gx.shape[1], h0.shape[-1]
+        ys, w = self.ys, w_hh.data
+        gout = xp.ascontiguousarray(g)                               # (T, B, H)
+        dgx = xp.empty((T, B, 3 * H), dtype=gx.dtype)
+        dgh = xp.empty((T, B, 3 * H), dtype=gx.dtype)                # kept for dW_hh
+        g_t = xp.empty((B, H), dtype=gx.dtype)                       # dh_t: its own and step t+1's
+        dh_direct = xp.empty((B, H), dtype=gx.dtype)
+        dh_next = xp.zeros((B, H), dtype=gx.dtype)
+        if profile.active:
+            profile.add_matmul((B, 3 * H), w, times=T)               # d(gh_t) W_hh per step
+        for t in range(T - 1, -1, -1):
+            xp.add(gout[t], dh_next, out=g_t)
+            _GRU_BACKWARD(self.saved[t], h0.data if t == 0 else ys[t - 1], g_t, H,
+                          dgx[t], dgh[t], dh_direct)
+            xp.matmul(dgh[t], w, out=dh_next)
+            dh_next += dh_direct                                     # dh_{t-1}
+        grads = [dgx, dh_next, _sum_of_products(dgh, h0.data, ys)]
+        if len(self.inputs) == 4:
+            grads.append(dgh.sum(axis=(0, 1)))
+        return grads
+
+
+class RNNSequence(Function):
+    """An Elman RNN layer's recurrence over a whole sequence, as one node:
+
+        h_t = tanh(gx_t + W_hh h_{t-1} + b_hh)       (or relu: ``nonlinearity``)
+
+    Inputs: gx (T, B, H) (W_ih x_t + b_ih for every step), h0 (B, H), W_hh
+    (H, H) and, if given, b_hh (H,). Output: the hidden states (T, B, H). Per
+    step one product and one kernel each way: backward, in reverse,
+    da_t = (g_t + dh_t) ⊙ (1 - h_t²) (relu: ⊙ [h_t > 0]) and dh_{t-1} = da_t W_hh;
+    then dW_hh = Σ_t da_tᵀ h_{t-1} as one product."""
+    op_name = "rnn_sequence"
+
+    def forward(self, gx, h0, w_hh, *b_hh):
+        xp = backend.xp_of(gx)
+        T, B, H = gx.shape[0], gx.shape[1], h0.shape[-1]
+        ys = xp.empty((T, B, H), dtype=gx.dtype)
+        gx = xp.ascontiguousarray(gx)
+        hw = xp.empty((B, H), dtype=gx.dtype)
+        h, wt, relu = h0, w_hh.T, int(self.nonlinearity == "relu")
+        if profile.active:
+            profile.add_matmul(h0, wt, times=T)
+        for t in range(T):
+            xp.matmul(h, wt, out=hw)
+            if b_hh:
+                hw += b_hh[0]                                        # as Linear: (h W_hhᵀ + b) + gx_t
+            _RNN_FORWARD(gx[t], hw, relu, ys[t])
+            h = ys[t]
+        self.ys = ys
+        return ys
+
+    def backward(self, g):
+        return _vjp_of(partial(rnn_sequence_reference, nonlinearity=self.nonlinearity), self.inputs, g)
+
+    def backward_raw(self, g):
+        gx, h0, w_hh = self.inputs[:3]
+        xp = gx.xp
+        T, B, H = gx.shape[0], gx.shape[1], h0.shape[-1]
+        ys, w, relu = self.ys, w_hh.data, int(self.nonlinearity == "relu")
+        gout = xp.ascontiguousarray(g)
+        da = xp.empty((T, B, H), dtype=gx.dtype)
+        dh_next = xp.zeros((B, H), dtype=gx.dtype)
+        if profile.active:
+            profile.add_matmul((B, H), w, times=T)
+        for t in range(T - 1, -1, -1):
+            _RNN_BACKWARD(gout[t], dh_next, ys[t], relu, da[t])
+            xp.matmul(da[t], w, out=dh_next)                         # dh_{t-1}
+        grads = [da, dh_next, _sum_of_products(da, h0.data, ys)]
+        if len(self.inputs) == 4:
+            grads.append(da.sum(axis=(0, 1)))
+        return grads
+
+
+def _sum_of_products(d, h0, ys):
+    """dW_hh = Σ_t d_tᵀ h_{t-1} (d (T, B, G·H), h_{-1} = h0, h_t = ys[t]) as one product."""
+    xp = backend.xp_of(d)
+    T, B, GH = d.shape
+    H = h0.shape[-1]
+    h_prev = xp.concatenate([h0[None], ys[:-1, :, :H]], axis=0)      # (T, B, H)
+    if profile.active:
+        profile.add_matmul((GH, T * B), (T * B, H))
+    return d.reshape(T * B, GH).T @ h_prev.reshape(T * B, H)
 
 
 # --------------------------------------------------------------------------- kernels and raw helpers
@@ -356,3 +497,31 @@ _GRU_BACKWARD = Elementwise(
 def _gru_fill(out, value):
     out[...] = value
     return out
+
+
+def _rnn_forward_raw(gx, hw, relu, h):
+    xp = backend.xp_of(gx)
+    xp.add(gx, hw, out=h)
+    return xp.maximum(h, 0, out=h) if relu else xp.tanh(h, out=h)
+
+
+def _rnn_backward_raw(g, dh_next, h, relu, da):
+    xp = backend.xp_of(g)
+    xp.add(g, dh_next, out=da)                           # dh_t: its own and step t+1's
+    if relu:
+        da *= h > 0
+    else:
+        da *= 1 - h * h
+    return da
+
+
+# The RNN step, one thread per element: h = tanh(gx + hw) (relu: max(., 0), NaN kept), where
+# hw = h_{t-1} W_hhᵀ + b_hh; backward da = (g + dh_next) tanh'(.), written with the output h
+_RNN_FORWARD = Elementwise(
+    "rnn_forward", "T gx, T hw, int32 relu", "T h",
+    "const T a = gx + hw; h = relu ? (a < T(0) ? T(0) : a) : tanh(a);",
+    cpu_kernel="rnn_forward", fallback=_rnn_forward_raw)
+_RNN_BACKWARD = Elementwise(
+    "rnn_backward", "T g, T dh_next, T h, int32 relu", "T da",
+    "const T d = g + dh_next; da = relu ? (h > T(0) ? d : T(0)) : d * (T(1) - h * h);",
+    cpu_kernel="rnn_backward", fallback=_rnn_backward_raw)

@@ -62,30 +62,33 @@ def test_counted_forward_matches_the_formula_and_backward_is_twice(name, T):
     B = 3
     fc = _count(model, B, T)
     assert fc.forward / (B * T) == pytest.approx(forward_flops_per_token(model, T), rel=0.03)
-    # Backward: two products per forward product (dX = G Wᵀ and dW = Xᵀ G), except that
-    # a gradient nobody needs is not computed: the RNN's and GRU's first step multiplies
-    # the zero initial state h_0, which needs no gradient, so that step's dh_0 = G W_hh is
-    # skipped (one product per layer and sequence: 1/T of the recurrent products, a few
-    # percent here). The fused LSTM computes it anyway, and the Transformer's every input
-    # gradient is needed (the first block's reaches the embeddings), so those two are
-    # exactly 2x. The embedding's scatter-add gradient is no product.
+    # Backward: two products per forward product (dX = G Wᵀ and dW = Xᵀ G). The fused
+    # recurrences compute dh_0 = G W_hh for the zero initial state too, and the
+    # Transformer's every input gradient is needed (the first block's reaches the
+    # embeddings), so all are exactly 2x (stepped cells skip dh_0: see below). The
+    # embedding's scatter-add gradient is no product.
     assert fc.backward == pytest.approx(2 * fc.forward, rel=0.10)
     assert fc.backward <= 2 * fc.forward
 
 
-@pytest.mark.parametrize("name", ["rnn-2", "gru-2"])
+@pytest.mark.parametrize("name", ["rnn-2", "gru-2", "lstm-2"])
 def test_the_step_by_step_cells_skip_only_the_initial_state_gradient(name):
+    """Stepped cell by cell, a gradient nobody needs is not computed: the first step
+    multiplies the zero initial state h_0, which needs no gradient, so that step's
+    dh_0 = G W_hh is skipped (one product per layer and sequence)."""
     model, B, T = MODELS[name](), 3, 5
+    for cell in model.core.cells:
+        cell.fused_sequence = False
     fc = _count(model, B, T)
     cfg = model.config
-    G = {"rnn": 1, "gru": 3}[cfg.cell]
+    G = {"rnn": 1, "gru": 3, "lstm": 4}[cfg.cell]
     H = cfg.hidden_size
     skipped = cfg.num_layers * 2 * B * H * G * H     # dh_0 = G W_hh, once per layer
     assert fc.backward == 2 * fc.forward - skipped
 
 
-@pytest.mark.parametrize("name", ["lstm-2", "transformer-small", "transformer-large"])
-def test_fused_lstm_and_transformer_backward_is_exactly_twice(name):
+@pytest.mark.parametrize("name", ["rnn-2", "gru-2", "lstm-2", "transformer-small", "transformer-large"])
+def test_fused_recurrences_and_transformer_backward_is_exactly_twice(name):
     fc = _count(MODELS[name](), 2, 6)
     assert fc.backward == 2 * fc.forward
 

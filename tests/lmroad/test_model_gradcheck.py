@@ -34,7 +34,7 @@ from minigrad import nn
 from minigrad.gradcheck import GradcheckError
 from minigrad.ops.attention import Attention
 from minigrad.ops.linalg import Linear
-from minigrad.ops.recurrent import GRUCellUpdate, LSTMSequence
+from minigrad.ops.recurrent import GRUCellUpdate, GRUSequence, LSTMSequence, RNNSequence
 from minigrad.testing.layer_kit import bound_parameters
 
 V, B = 7, 2                 # vocabulary, batch
@@ -45,7 +45,7 @@ TOL = dict(eps=1e-6, atol=1e-8, rtol=1e-5)
 
 
 def _stepped(model):
-    """The LSTM run cell by cell: the probe switch that turns the fused sequence node off."""
+    """The recurrence run cell by cell: the probe switch that turns the fused sequence node off."""
     for cell in model.core.cells:
         cell.fused_sequence = False
     return model
@@ -53,16 +53,22 @@ def _stepped(model):
 
 # name -> (factory(layers), train mode, an op the graph must hold, an op it must not)
 CASES = {
-    "rnn": (lambda L: RNNLM(V, n_embd=5, hidden_size=6, num_layers=L), False, "tanh", None),
+    "rnn": (lambda L: RNNLM(V, n_embd=5, hidden_size=6, num_layers=L), False,
+            "rnn_sequence", "tanh"),
+    "rnn-stepped": (lambda L: _stepped(RNNLM(V, n_embd=5, hidden_size=6, num_layers=L)), False,
+                    "tanh", "rnn_sequence"),
     "rnn-tied": (lambda L: RNNLM(V, n_embd=6, hidden_size=6, num_layers=L, tie_weights=True),
-                 False, "tanh", None),
+                 False, "rnn_sequence", None),
     "lstm-fused": (lambda L: LSTMLM(V, n_embd=5, hidden_size=4, num_layers=L), False,
                    "lstm_sequence", "lstm_cell"),
     "lstm-stepped": (lambda L: _stepped(LSTMLM(V, n_embd=5, hidden_size=4, num_layers=L)), False,
                      "lstm_cell", "lstm_sequence"),
     "lstm-dropout": (lambda L: LSTMLM(V, n_embd=5, hidden_size=4, num_layers=L, dropout=0.25),
                      True, "lstm_sequence", None),
-    "gru": (lambda L: GRULM(V, n_embd=5, hidden_size=4, num_layers=L), False, "gru_cell", None),
+    "gru": (lambda L: GRULM(V, n_embd=5, hidden_size=4, num_layers=L), False,
+            "gru_sequence", "gru_cell"),
+    "gru-stepped": (lambda L: _stepped(GRULM(V, n_embd=5, hidden_size=4, num_layers=L)), False,
+                    "gru_cell", "gru_sequence"),
     "transformer": (lambda L: TransformerLM(V, n_layer=L, n_head=2, n_embd=8, block_size=8), False,
                     "scaled_dot_product_attention", "softmax"),
     "transformer-lean": (lambda L: TransformerLM(V, n_layer=L, n_head=2, n_embd=4, block_size=6,
@@ -212,7 +218,10 @@ def wrong_by_one_percent(op: type, k: int) -> type:
 @pytest.mark.parametrize("name, op, k, first_reached", [
     ("lstm-fused", LSTMSequence, 3, "core.cells.0.weight_hh"),   # (gx, h0, c0, W_hh, b_hh): a leaf
     ("rnn", Linear, 2, "core.cells.0.bias_ih"),                  # (x, W, b): every bias, leaves
-    ("gru", GRUCellUpdate, 2, "embedding.weight"),               # (gx, gh, h): all upstream
+    ("gru", GRUSequence, 0, "embedding.weight"),                 # (gx, h0, W_hh, b_hh): upstream
+    ("gru-stepped", GRUCellUpdate, 2, "embedding.weight"),       # (gx, gh, h): all upstream
+    ("rnn", RNNSequence, 2, "core.cells.0.weight_hh"),           # (gx, h0, W_hh, b_hh): a leaf
+    ("rnn-stepped", Linear, 2, "core.cells.0.bias_ih"),
     ("transformer", Attention, 1, "wte.weight"),                 # (q, k, v): all upstream
 ])
 def test_gradcheck_catches_a_one_percent_error_in_one_op(monkeypatch, name, op, k, first_reached):

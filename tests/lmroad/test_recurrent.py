@@ -333,23 +333,46 @@ def test_sequence_layer_errors_name_the_layer_and_the_shapes():
 
 @devices
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_the_fused_lstm_sequence_equals_the_step_by_step_graph(device, batch_first):
-    """LSTM runs each layer's recurrence as one fused node (F.lstm_sequence); turned
-    off, it steps the cell. Same outputs, final state and gradients, in float64."""
-    results = []
+@pytest.mark.parametrize("make", [lambda bf: LSTM(3, 4, num_layers=2, batch_first=bf),
+                                  lambda bf: GRU(3, 4, num_layers=2, batch_first=bf),
+                                  lambda bf: RNN(3, 4, num_layers=2, batch_first=bf),
+                                  lambda bf: RNN(3, 4, num_layers=2, batch_first=bf, nonlinearity="relu")],
+                         ids=["lstm", "gru", "rnn", "rnn-relu"])
+def test_the_fused_sequence_equals_the_step_by_step_graph(device, batch_first, make):
+    """Each layer runs its recurrence as one fused node (F.lstm_sequence, F.gru_sequence,
+    F.rnn_sequence); turned off, it steps the cell. Same outputs, final state and
+    gradients, in float64."""
+    results, ops = [], []
     for fused in (True, False):
         mg.manual_seed(3)
-        layer = LSTM(3, 4, num_layers=2, batch_first=batch_first).to(device).to(mg.float64)
+        layer = make(batch_first).to(device).to(mg.float64)
         for cell in layer.cells:
             cell.fused_sequence = fused
         x = mg.randn(2, 5, 3, dtype=mg.float64, device=device, requires_grad=True)
-        y, (h, c) = layer(x)
+        y, state = layer(x)
+        states = state if isinstance(state, tuple) else (state,)
         gy = mg.tensor(np.linspace(-1, 1, y.size).reshape(y.shape), device=device)
-        ((y * gy).sum() + (h * h).sum() + c.sum()).backward()
-        results.append([y.numpy(), h.numpy(), c.numpy(), x.grad.numpy()]
+        loss = (y * gy).sum() + (states[0] * states[0]).sum() + sum(s.sum() for s in states[1:])
+        ops.append(_op_names(loss))
+        loss.backward()
+        results.append([y.numpy(), *(s.numpy() for s in states), x.grad.numpy()]
                        + [p.grad.numpy() for p in layer.parameters()])
+    sequence_op = {LSTM: "lstm_sequence", GRU: "gru_sequence", RNN: "rnn_sequence"}[type(layer)]
+    assert sequence_op in ops[0] and sequence_op not in ops[1]
     for fused, stepped in zip(*results):
         np.testing.assert_allclose(fused, stepped, rtol=1e-10, atol=1e-12)
+
+
+def _op_names(root) -> set[str]:
+    """The names of the ops in the graph behind ``root``."""
+    names, stack, seen = set(), [root], set()
+    while stack:
+        t = stack.pop()
+        if id(t) not in seen and t.grad_fn is not None:
+            seen.add(id(t))
+            names.add(t.grad_fn.name())
+            stack.extend(t.grad_fn.inputs)
+    return names
 
 
 def test_a_state_probe_still_sees_every_lstm_step():

@@ -772,6 +772,71 @@ def _ref_gru_cell(gx, gh, h):
 register("gru_cell", F.gru_cell, _gru_cell_cases, _ref_gru_cell, empty_ok=True)
 
 
+def _recurrent_sequence_cases(gates: int, nonlinearities=("tanh",)):
+    """(gx (T, ..., G·H), h0 (..., H), W_hh (G·H, H)[, b_hh (G·H,)]) for a fused recurrence; a
+    relu case keeps every pre-activation away from the kink, where differences see no slope."""
+    @st.composite
+    def cases(draw, min_side):
+        T = draw(st.integers(0 if min_side == 0 else 1, 3))
+        batch = draw(shapes(max_dims=2, max_side=2, min_side=min_side))
+        H = draw(st.integers(1, 3))
+        bias = (draw(arrays((gates * H,))),) if draw(st.booleans()) else ()
+        args = (draw(arrays((T,) + batch + (gates * H,))), draw(arrays(batch + (H,))),
+                draw(arrays((gates * H, H), -1.0, 1.0)), *bias)
+        kwargs = {"nonlinearity": draw(st.sampled_from(nonlinearities))} if gates == 1 else {}
+        if kwargs.get("nonlinearity") == "relu":
+            assume(np.abs(_rnn_pre_activations(*args)).min(initial=1.0) > 0.05)
+        return Case(args, kwargs)
+    return cases
+
+
+def _gru_sequence_flat(gx, h0, w, b=None):
+    hs, h = F.gru_sequence(gx, h0, w, b)
+    return mg.concatenate([hs.reshape((-1,)), h.reshape((-1,))])
+
+
+def _ref_gru_sequence(gx, h0, w, b=None):
+    h, hs = h0, []
+    for t in range(gx.shape[0]):
+        h = _ref_gru_cell(gx[t], h @ w.T + (0 if b is None else b), h)
+        hs.append(h.reshape(-1))
+    return np.concatenate(hs + [h.reshape(-1)])
+
+
+register("gru_sequence", _gru_sequence_flat, _recurrent_sequence_cases(3), _ref_gru_sequence,
+         empty_ok=True)
+
+
+def _rnn_sequence_flat(gx, h0, w, b=None, nonlinearity="tanh"):
+    hs, h = F.rnn_sequence(gx, h0, w, b, nonlinearity=nonlinearity)
+    return mg.concatenate([hs.reshape((-1,)), h.reshape((-1,))])
+
+
+def _rnn_steps(gx, h0, w, b, nonlinearity):
+    """The pre-activations and hidden states of every step, in NumPy."""
+    h, pres, hs = h0, [], []
+    for t in range(gx.shape[0]):
+        pre = gx[t] + h @ w.T + (0 if b is None else b)
+        h = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)
+        pres.append(pre.reshape(-1))
+        hs.append(h.reshape(-1))
+    return pres, hs, h
+
+
+def _rnn_pre_activations(gx, h0, w, b=None):
+    pres, _, _ = _rnn_steps(gx, h0, w, b, "relu")
+    return np.concatenate(pres) if pres else np.zeros(0)
+
+
+def _ref_rnn_sequence(gx, h0, w, b=None, nonlinearity="tanh"):
+    _, hs, h = _rnn_steps(gx, h0, w, b, nonlinearity)
+    return np.concatenate(hs + [h.reshape(-1)])
+
+
+register("rnn_sequence", _rnn_sequence_flat, _recurrent_sequence_cases(1, ("tanh", "relu")),
+         _ref_rnn_sequence, empty_ok=True)
+
+
 @st.composite
 def _mse_cases(draw, min_side):
     shape = draw(shapes(min_side=min_side))

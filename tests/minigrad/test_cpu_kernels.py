@@ -245,6 +245,26 @@ def test_lstm_sequence(case, bias):
     _agree(run, *arrays)
 
 
+@settings(deadline=None)
+@given(case=recurrent_case(), bias=st.booleans(), kind=st.sampled_from(["gru", "rnn-tanh", "rnn-relu"]))
+def test_gru_and_rnn_sequences(case, bias, kind):
+    dtype, B, H, T, rng = case
+    G = 3 if kind == "gru" else 1
+    gx = (rng.standard_normal((T, B, G * H)) * 2).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    w = (rng.standard_normal((G * H, H)) / np.sqrt(H)).astype(dtype)
+    arrays = [gx, h0, w] + ([rng.standard_normal(G * H).astype(dtype)] if bias else [])
+
+    def run(*ts):
+        if kind == "gru":
+            hs, h = F.gru_sequence(*ts)
+        else:
+            hs, h = F.rnn_sequence(*ts[:3], *ts[3:], nonlinearity=kind[4:])
+        return mg.concatenate([hs.reshape((-1,)), h.reshape((-1,))])
+    _agree(run, *arrays)
+    _agree(run, gx[:, :, ::-1].copy()[:, :, ::-1], h0.T.copy().T, w, *arrays[3:])   # strided views
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", ["adam", "adamw", "adam-l2"])
 def test_adam_steps_agree(dtype, opt):

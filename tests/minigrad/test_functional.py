@@ -384,3 +384,20 @@ def test_user_defined_function_gets_broadcast_gradients_reduced_by_the_engine(pa
     a = mg.tensor(data.draw(arrays(sa)), device=device, requires_grad=True)
     b = mg.tensor(data.draw(arrays(sb)), device=device, requires_grad=True)
     assert mg.gradcheck(lambda x, y: ScaledAdd.apply(x, y, s=-1.5), (a, b))
+
+
+def test_fused_sequences_name_every_shape_when_they_do_not_fit():
+    gx, h0, w = mg.zeros(5, 2, 9), mg.zeros(2, 3), mg.zeros(9, 3)
+    with pytest.raises(ValueError, match=r"gru_sequence: gx \(5, 2, 9\), h0 \(2, 4\), weight_hh "
+                                         r"\(9, 3\) do not fit; need \(T, \.\.\., 3H\), \(\.\.\., H\), "
+                                         r"\(3H, H\) and \(3H,\)"):
+        F.gru_sequence(gx, mg.zeros(2, 4), w)
+    with pytest.raises(ValueError, match=r"rnn_sequence: gx \(5, 2, 9\), h0 \(2, 3\), weight_hh "
+                                         r"\(9, 3\), bias_hh \(3,\) do not fit; need \(T, \.\.\., H\)"):
+        F.rnn_sequence(gx, h0, w, mg.zeros(3))
+    with pytest.raises(ValueError, match=r"lstm_sequence: gx \(5, 2, 9\), h0 \(2, 3\), c0 \(2, 4\)"):
+        F.lstm_sequence(gx, h0, mg.zeros(2, 4), w)
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+        F.rnn_sequence(mg.zeros(5, 2, 3), h0, w[:3], nonlinearity="sigmoid")
+    with pytest.raises(TypeError, match="gru_sequence"):
+        F.gru_sequence(mg.zeros(5, 2, 9, dtype=mg.int64), h0, w)

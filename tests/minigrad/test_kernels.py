@@ -123,6 +123,20 @@ def _gru_backward(draw, rng, dt):
             np.empty((B, H), dt))
 
 
+def _rnn_forward(draw, rng, dt):
+    x = _rows(draw, rng, dt, scale=2.0)
+    return x, rng.standard_normal(x.shape).astype(dt), int(draw(st.booleans())), np.empty_like(x)
+
+
+def _rnn_backward(draw, rng, dt):
+    g = _rows(draw, rng, dt)
+    h = np.tanh(rng.standard_normal(g.shape)).astype(dt)
+    relu = int(draw(st.booleans()))
+    if relu:
+        h = np.maximum(h, 0)                                   # a relu's output: zeros included
+    return g, rng.standard_normal(g.shape).astype(dt), h, relu, np.empty_like(g)
+
+
 def _adam_step(draw, rng, dt):
     x = _rows(draw, rng, dt)
     decoupled = draw(st.booleans())
@@ -217,6 +231,7 @@ CASES = {
     "lstm_forward": _lstm_forward, "lstm_backward": _lstm_backward,
     "lstm_seq_forward": _lstm_seq_forward, "lstm_seq_backward": _lstm_seq_backward,
     "gru_forward": _gru_forward, "gru_backward": _gru_backward,
+    "rnn_forward": _rnn_forward, "rnn_backward": _rnn_backward,
     "adam_step": _adam_step,
     "sum_exp": _sum_exp, "softmax_normalize": _softmax_normalize, "row_dot": _row_dot,
     "softmax_backward": _softmax_backward, "cross_entropy_backward": _cross_entropy_backward,
@@ -539,12 +554,14 @@ MODELS = {
         vocab_size=11, n_embd=8, hidden_size=8, num_layers=2, dropout=0.0),
     "lstm-stepped": lambda: _stepped(__import__("lmroad.models", fromlist=["LSTMLM"]).LSTMLM(
         vocab_size=11, n_embd=8, hidden_size=8, num_layers=1, dropout=0.0)),
+    "rnn": lambda: __import__("lmroad.models", fromlist=["RNNLM"]).RNNLM(
+        vocab_size=11, n_embd=8, hidden_size=8, num_layers=2, dropout=0.0),
 }
 CASES_GPU_PATH = [(n, False) for n in sorted(MODELS)] + [("transformer", True)]
 
 
 def _stepped(model):
-    """The LSTM stepping its cells (F.lstm_cell per step) instead of the fused sequence."""
+    """The model stepping its cells (F.lstm_cell per step) instead of the fused sequence."""
     for m in model.modules():
         if hasattr(m, "fused_sequence"):
             m.fused_sequence = False

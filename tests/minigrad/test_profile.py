@@ -164,6 +164,21 @@ def test_lstm_sequence():
     assert fc.backward_products == T + 1
 
 
+@pytest.mark.parametrize("kind, gates", [("gru", 3), ("rnn", 1)])
+def test_gru_and_rnn_sequences(kind, gates):
+    T, B, H = 6, 2, 3
+    gx = _randn(T, B, gates * H, requires_grad=True)
+    h0 = _randn(B, H)
+    w_hh = _randn(gates * H, H, requires_grad=True)
+    fn = F.gru_sequence if kind == "gru" else F.rnn_sequence
+    with mg.profile.count_flops() as fc:
+        hs, _ = fn(gx, h0, w_hh)
+        hs.sum().backward()
+    fwd = T * 2 * B * H * gates * H                  # h_{t-1} W_hhᵀ per step
+    assert fc.forward == fwd and fc.forward_products == T
+    assert fc.backward == 2 * fwd and fc.backward_products == T + 1
+
+
 def test_higher_order_products_count_as_backward():
     x = _randn(3, 4, requires_grad=True)
     w = _randn(5, 4, requires_grad=True)
