@@ -319,6 +319,9 @@ def _run_backward(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], ret
                     t.grad = g if create_graph else g.detach()
                 else:
                     t.grad = _add(t.grad, g, create_graph)
+                if t._post_hooks:
+                    for hook in list(t._post_hooks):
+                        hook(t)
             fn = t._ctx
             if fn is None or (stop_at_inputs and id(t) in wanted):
                 continue

@@ -62,14 +62,14 @@ class Tensor:
     """
 
     __slots__ = ("_data", "_version_cell", "_requires_grad", "grad", "_ctx", "_hooks",
-                 "_retains_grad", "_device", "__weakref__")
+                 "_post_hooks", "_retains_grad", "_device", "__weakref__")
     __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data: Any, dtype=None, device=None, requires_grad: bool = False):
         t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
         self._data, self._device, self._version_cell = t._data, t._device, [0]
         self._requires_grad, self.grad, self._ctx = requires_grad, None, None
-        self._hooks, self._retains_grad = [], False
+        self._hooks, self._post_hooks, self._retains_grad = [], None, False
 
     @classmethod
     def _make(cls, data, dev: Device, requires_grad: bool = False) -> Tensor:
@@ -79,7 +79,7 @@ class Tensor:
             data = np.asarray(data)
         t._data, t._device, t._version_cell = data, dev, [0]
         t._requires_grad, t.grad, t._ctx = requires_grad, None, None
-        t._hooks, t._retains_grad = [], False
+        t._hooks, t._post_hooks, t._retains_grad = [], None, False
         return t
 
     # ----------------------------------------------------------------- data and its version
@@ -176,6 +176,18 @@ class Tensor:
             raise GraphError("register_hook: this tensor does not require grad")
         self._hooks.append(hook)
         return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Callable[[], None]:
+        """Call ``hook(self)`` each time a backward pass has added this leaf's gradient
+        into ``.grad`` (PyTorch's name): its gradient for that pass is final then, which
+        is when data-parallel training can send it. Returns a function that removes it."""
+        if not self.requires_grad or self._ctx is not None:
+            raise GraphError("register_post_accumulate_grad_hook: only a leaf tensor that "
+                             "requires grad has .grad accumulated")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        return lambda: self._post_hooks.remove(hook) if hook in self._post_hooks else None
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor too."""

@@ -120,6 +120,12 @@ def _cupy():
     return cupy
 
 
+def _nccl():
+    """CuPy's NCCL bindings (``cupy.cuda.nccl``), for ``minigrad.distributed`` on GPUs."""
+    from cupy.cuda import nccl  # noqa: PLC0415
+    return nccl
+
+
 def xp_for(dev: Device):
     """The array module for a device."""
     if dev.type == "cpu":

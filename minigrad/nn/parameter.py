@@ -15,7 +15,7 @@ class Parameter(Tensor):
         t = data if isinstance(data, Tensor) else tensor(data)
         self._data, self._device, self._version_cell = t._data, t._device, t._version_cell
         self._requires_grad, self.grad, self._ctx = False, None, None
-        self._hooks, self._retains_grad = [], False
+        self._hooks, self._post_hooks, self._retains_grad = [], None, False
         self.requires_grad = requires_grad
 
     def __repr__(self) -> str:
