@@ -78,6 +78,26 @@ def test_hook_can_replace_gradient():
     assert x.grad.tolist() == [3.0, 3.0]
 
 
+def test_post_accumulate_grad_hook_sees_the_accumulated_grad_once_per_backward():
+    """What DistributedDataParallel needs: the hook runs after .grad holds this pass's sum
+    (a tensor used three times: once), with the earlier passes' gradient included."""
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    remove = w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.tolist()))
+    (w * 2.0 + w * w + w).sum().backward()              # d/dw = 2 + 2w + 1
+    assert seen == [[5.0, 7.0]]
+    (w * 1.0).sum().backward()                          # accumulates: 5 + 1, 7 + 1
+    assert seen == [[5.0, 7.0], [6.0, 8.0]]
+    mg.grad((w * 1.0).sum(), [w])                       # no accumulation, no hook
+    remove()
+    (w * 1.0).sum().backward()
+    assert len(seen) == 2
+    with pytest.raises(mg.GraphError, match="only a leaf tensor that requires grad"):
+        (w * 2.0).register_post_accumulate_grad_hook(print)
+    with pytest.raises(mg.GraphError, match="only a leaf tensor that requires grad"):
+        mg.tensor([1.0]).register_post_accumulate_grad_hook(print)
+
+
 def test_detect_anomaly_names_op_and_user_line():
     x = mg.tensor([-1.0, 1.0], requires_grad=True)
     with mg.detect_anomaly(), pytest.raises(mg.AnomalyError, match=r"(?s)sqrt.*test_engine\.py"):
