@@ -108,3 +108,21 @@ def test_threads_benchmark_times_one_and_two_threads_idle_and_busy(tmp_path):
     assert set(ratio["ratio"]) == {"smoke/idle", "smoke/busy"} and ratio["threads"] == [1, 2]
     blas = [b for b in timed[0]["env"].get("blas", []) if b["user_api"] == "blas"]
     assert blas and blas[0]["internal_api"]                  # the BLAS kernel is recorded
+
+
+def test_distributed_benchmark_measures_one_and_two_ranks_and_checks_its_model(tmp_path):
+    pytest.importorskip("mpi4py", reason='needs mpi4py and mpich: pip install -e ".[distributed]"')
+    rows = _run(["distributed.py", "--smoke"], tmp_path)
+    runs = {r["ranks"]: r for r in rows if r["bench"] == "distributed"}
+    assert set(runs) == {1, 2}
+    for r in runs.values():
+        assert all(r[mode]["median_s"] > 0 for mode in ("compute", "flat", "buckets"))
+        assert r["grad_bytes"] > 0 and r["buckets"]["buckets"] > r["flat"]["buckets"] == 1
+    assert runs[2]["allreduce_sweep_s"] and runs[2]["allreduce_grad_s"] > 0
+    (check,) = [r for r in rows if r["bench"] == "distributed-model-check"]
+    assert check["ranks"] == 2 and check["bandwidth_Bps"] > 0 and abs(check["error"]) < 1.0
+    model = [r for r in rows if r["bench"] == "distributed-model"]
+    assert {r["network"] for r in model} == {"10 GbE", "100 Gb InfiniBand", "NVLink (NCCL)"}
+    for r in model:        # efficiency falls (or stays) as N grows, and never exceeds 1
+        eff = [r["efficiency"][str(n)] for n in (2, 4, 8, 16, 32, 64, 128, 256)]
+        assert all(0 < e <= 1 for e in eff) and eff == sorted(eff, reverse=True)
