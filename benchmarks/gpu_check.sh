@@ -5,7 +5,9 @@
 #   2. the gpt, gpt-medium and lstm benchmarks on the GPU, minigrad (CuPy) against PyTorch
 #      CUDA eager when a CUDA build of torch is importable; then the baby gpt again with
 #      minigrad's custom kernels off (the xp fallbacks) and with its step as a CUDA graph,
-#   3. a short table of the ratios, printed last; everything also in ${OUT:-gpu-check-out}/.
+#   3. minigrad.distributed, where mpi4py is installed: a one-rank NCCL all-reduce and broadcast,
+#      and two ranks sharing the GPU (through host memory) training as one process,
+#   4. a short table of the ratios, printed last; everything also in ${OUT:-gpu-check-out}/.
 #
 #   bash benchmarks/gpu_check.sh
 #   GPU_CHECK_DEVICE=fake bash benchmarks/gpu_check.sh    # a dry run of the plumbing, no GPU
@@ -53,6 +55,20 @@ bench lstm 60 lstm.py --repeats 5
 bench gpt-no-kernels 40 gpt.py --repeats 20 --no-kernels
 if [ "$dev" = cuda ]; then
     bench gpt-cuda-graph 40 gpt.py --repeats 20 --cuda-graph
+fi
+
+echo "== distributed on $dev (needs mpi4py and mpiexec; skipped without them)"
+mpiexec=$(dirname "$(command -v "$py")")/mpiexec
+[ -x "$mpiexec" ] || mpiexec=$(command -v mpiexec || true)
+if "$py" -c "import mpi4py" 2>/dev/null && [ -n "$mpiexec" ]; then
+    if [ "$dev" = cuda ]; then     # NCCL itself, one rank (NCCL refuses two ranks on one GPU)
+        timeout 60 "$mpiexec" -n 1 "$py" tests/minigrad/mpi_cases.py nccl 2>&1 | tee "$out/nccl.log" | tail -3
+    fi
+    # two ranks sharing the one device, gradients through host memory: DDP = one big batch
+    MINIGRAD_GPU_COLLECTIVES=mpi MPI_CASES_MODEL_DEVICE="$dev" timeout 120 "$mpiexec" -n 2 "$py" \
+        tests/minigrad/mpi_cases.py equivalence 2>&1 | tee "$out/ddp-two-ranks.log" | tail -3
+else
+    echo "(no mpi4py or mpiexec: pip install mpi4py mpich to check minigrad.distributed here)"
 fi
 
 echo "== summary (ms per training iteration, median; ratio = minigrad / PyTorch CUDA eager)"

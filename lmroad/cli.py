@@ -307,7 +307,8 @@ def _run_train(args: argparse.Namespace) -> int:
     best = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
     skipped = (f", {result.skipped_steps} step(s) skipped (non-finite loss or gradient)"
                if result.skipped_steps else "")
-    if cfg.progress != "none":
+    from minigrad import distributed
+    if cfg.progress != "none" and distributed.rank() == 0:
         print(f"done: {cfg.model} at step {result.step}{best}{skipped}; checkpoints in {result.out}",
               file=sys.stderr)
     return 0

@@ -91,6 +91,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend, optim
+from minigrad.distributed import DistributedDataParallel
 
 from . import checkpoint as ckpt_mod
 from .checkpoint import CheckpointError
@@ -102,6 +103,7 @@ from .data import (
     random_windows,
     tokenizer_from_dict,
 )
+from .ranks import Ranks
 from .train_config import (
     MAX_NGRAM_N,
     MODEL_KINDS,
@@ -133,7 +135,7 @@ def _is_recurrent(model) -> bool:
 
 def evaluate(model, ids, block_size: int, batch_size: int = 32, max_batches: int | None = None,
              device: str = "cpu", chars_per_token: float | None = 1.0,
-             carry_state: bool | None = None) -> dict[str, float]:
+             carry_state: bool | None = None, ranks: Ranks | None = None) -> dict[str, float]:
     """Mean next-token loss of ``model`` on the token stream ``ids``, and what follows from it.
 
     Returns ``{"loss", "perplexity", "bpc", "tokens"}``: loss is the mean
@@ -148,27 +150,43 @@ def evaluate(model, ids, block_size: int, batch_size: int = 32, max_batches: int
     carried state) instead reads the stream as ``batch_size`` lanes of
     consecutive text with its hidden state carried from window to window, as
     in training; the lanes drop fewer than ``batch_size`` final tokens. The
-    model's mode and carried state are restored afterwards."""
+    model's mode and carried state are restored afterwards.
+
+    On several ranks (``ranks``, every rank calling it with the same
+    ``batch_size``), each scores a disjoint share, every rank-th row of each
+    batch (a recurrent model: every rank-th lane), and the sums and token
+    counts are added over the ranks: the same windows as one process, each
+    counted once."""
     ids = np.asarray(ids)
     recurrent = _is_recurrent(model) if carry_state is None else carry_state
     modes = [(m, m.training) for m in model.modules()]
     last_state = getattr(model, "last_state", None)
     model.eval()
     total, count = 0.0, 0
+    rank, size = (0, 1) if ranks is None else (ranks.rank, ranks.size)
     try:
         with mg.no_grad():
             if recurrent:
                 state = None
                 for x, y in _lane_windows(ids, batch_size, block_size, device, max_batches):
+                    x, y = _own_rows(x, y, rank, size)           # this rank's lanes
+                    if not y.size:
+                        break
                     _, loss = model(x, y, state=state)
                     state = model.last_state
                     total += float(loss.item()) * y.size
                     count += y.size
             else:
                 for x, y in iter_eval_windows(ids, batch_size, block_size, device, max_batches):
+                    x, y = _own_rows(x, y, rank, size)           # this rank's windows
+                    if not y.size:
+                        continue
                     _, loss = model(x, y)
                     total += float(loss.item()) * y.size
                     count += y.size
+        if size > 1:
+            total, count = ranks.sum(total, count)
+            count = int(count)
     finally:
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
@@ -178,6 +196,11 @@ def evaluate(model, ids, block_size: int, batch_size: int = 32, max_batches: int
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),
             "bpc": None if chars_per_token is None else loss / LN2 / chars_per_token,
             "tokens": count}
+
+
+def _own_rows(x, y, rank: int, size: int):
+    """Rows rank, rank + size, ... of a batch (all of it in a world of one)."""
+    return (x, y) if size == 1 else (x[rank::size], y[rank::size])
 
 
 def _lane_windows(ids: np.ndarray, batch_size: int, block_size: int, device: str,
@@ -268,21 +291,31 @@ class _DataPosition:
     model, the hidden state carried into the next window. Saving and
     restoring all of it is what makes a resumed run exact."""
 
-    def __init__(self, train_ids: np.ndarray, cfg: TrainConfig, device: str, recurrent: bool):
-        self.train_ids, self.cfg, self.device = train_ids, cfg, device
+    def __init__(self, train_ids: np.ndarray, cfg: TrainConfig, device: str, recurrent: bool,
+                 ranks: Ranks | None = None):
+        ranks = ranks or Ranks(0, 1)
+        self.train_ids, self.cfg, self.device, self.ranks = train_ids, cfg, device, ranks
         self.rng = np.random.default_rng(cfg.seed)
-        self.batcher = (StreamBatcher(train_ids, cfg.batch_size, cfg.block_size, device)
+        # on several ranks every rank makes the global batch and keeps its rows (lmroad/ranks.py)
+        where = device if ranks.size == 1 else "cpu"
+        self.global_batch = cfg.batch_size * ranks.size
+        self.batcher = (StreamBatcher(train_ids, self.global_batch, cfg.block_size, where)
                         if recurrent else None)
         self.state = None       # recurrent models: the detached final state of the last window
 
     def next_batch(self):
-        """(x, y), each (B, T) on the device."""
+        """(x, y), each (B, T) on the device (B = --batch-size: this rank's rows)."""
+        where = self.device if self.ranks.size == 1 else "cpu"
         if self.batcher is None:
-            return random_windows(self.train_ids, self.cfg.batch_size, self.cfg.block_size,
-                                  self.device, rng=self.rng)
-        x, y, reset = self.batcher.next_batch()
-        if reset:               # a new pass over the text: nothing to carry over
-            self.state = None
+            x, y = random_windows(self.train_ids, self.global_batch, self.cfg.block_size, where,
+                                  rng=self.rng)
+        else:
+            x, y, reset = self.batcher.next_batch()
+            if reset:           # a new pass over the text: nothing to carry over
+                self.state = None
+        if self.ranks.size > 1:
+            rows = self.ranks.rows(self.cfg.batch_size)
+            x, y = (mg.tensor(t.numpy()[rows], device=self.device) for t in (x, y))
         return x, y
 
     def snapshot(self) -> dict:
@@ -299,27 +332,35 @@ class _DataPosition:
         self.state = snap["state"]
 
     def checkpoint_parts(self) -> tuple[dict, dict]:
-        """(data_state, rng_state) for ``save_checkpoint``; the carried state as host arrays."""
+        """(data_state, rng_state) for ``save_checkpoint``; the carried state as host arrays
+        (num_layers, global batch, H): on several ranks, every rank's lanes put together
+        (a collective call: every rank makes it)."""
         snap = self.snapshot()
         s = snap["state"]
-        host = (None if s is None else tuple(t.numpy() for t in s) if isinstance(s, (tuple, list))
-                else s.numpy())
+        parts = None if s is None else [t.numpy() for t in s] if isinstance(s, (tuple, list)) else [s.numpy()]
+        if parts is not None:       # (None on every rank alike: the lanes wrap together)
+            parts = [self.ranks.gather_rows(a, axis=1) for a in parts]
+        host = None if parts is None else tuple(parts) if isinstance(s, (tuple, list)) else parts[0]
         return {"batcher": snap["batcher"], "carried_state": host}, snap["rng"]
 
     def restore(self, data_state: dict, rng_state: dict) -> None:
         s = data_state.get("carried_state")
+
+        def own(a):             # this rank's lanes of the saved global state
+            return mg.tensor(self.ranks.own_rows(np.asarray(a), axis=1), device=self.device)
         if isinstance(s, (tuple, list)):
-            s = tuple(mg.tensor(a, device=self.device) for a in s)
+            s = tuple(own(a) for a in s)
         elif s is not None:
-            s = mg.tensor(s, device=self.device)
+            s = own(s)
         self.rollback({"batcher": data_state["batcher"], "rng": rng_state, "state": s})
 
 
 # --------------------------------------------------------------------------- a run's pieces
 
-def _open_out(cfg: TrainConfig):
+def _open_out(cfg: TrainConfig, ranks: Ranks):
     """The checkpoint to resume (None for a new run). A new run in an ``out`` that holds a
-    checkpoint is an error, unless ``overwrite`` (then that run's files are removed)."""
+    checkpoint is an error, unless ``overwrite`` (then rank 0 removes that run's files).
+    Every rank reads ``out``: on several machines it must be on a shared file system."""
     out = cfg.out_dir
     resumed = ckpt_mod.read_checkpoint(out) if cfg.resume else None
     if resumed is None and ckpt_mod.has_checkpoint(out):
@@ -327,7 +368,10 @@ def _open_out(cfg: TrainConfig):
             raise ValueError(f"{out} already holds a checkpoint (step {ckpt_mod.read_checkpoint(out).step}); "
                              "pass --resume to continue it, --overwrite to start afresh there, or "
                              "choose another --out")
-        _remove_run(out)
+        ranks.barrier()                          # every rank has looked before rank 0 removes
+        if ranks.main:
+            _remove_run(out)
+    ranks.barrier()
     return resumed
 
 
@@ -355,7 +399,7 @@ def _extra(resumed) -> dict:
     return extra
 
 
-def _load_text(cfg: TrainConfig, resumed) -> _Text:
+def _load_text(cfg: TrainConfig, resumed, ranks: Ranks | None = None) -> _Text:
     """text -> token ids, with the tokenizer the checkpoint saved when resuming."""
     corpus = load_corpus(cfg.data if cfg.data is not None else cfg.corpus)
     data_id = _fingerprint(corpus.train, corpus.val)
@@ -372,11 +416,14 @@ def _load_text(cfg: TrainConfig, resumed) -> _Text:
             raise ValueError(f"the {name} text has {len(ids)} tokens, too few for one window of "
                              f"--block-size {cfg.block_size} (plus the next token); valid here: "
                              f"--block-size up to {len(ids) - 1}")
-    n, T, B = len(train_ids), cfg.block_size, cfg.batch_size
+    ranks = ranks or Ranks(0, 1)
+    n, T, B = len(train_ids), cfg.block_size, cfg.batch_size * ranks.size
     if cfg.model in ("rnn", "lstm", "gru") and n // B < T + 1:
-        raise ValueError(f"--batch-size {B}: a recurrent model reads the training text ({n} tokens) as "
-                         f"{B} lanes of {n // B} tokens, but one window of --block-size {T} needs {T + 1}; "
-                         f"valid here: --batch-size up to {n // (T + 1)}, or a smaller --block-size")
+        on = "" if ranks.size == 1 else f" on each of {ranks.size} ranks (a global batch of {B})"
+        most = n // (T + 1) // ranks.size
+        raise ValueError(f"--batch-size {cfg.batch_size}{on}: a recurrent model reads the training text "
+                         f"({n} tokens) as {B} lanes of {n // B} tokens, but one window of --block-size {T} "
+                         f"needs {T + 1}; valid here: --batch-size up to {most}, or a smaller --block-size")
     if cfg.model == "ngram" and cfg.ngram_n > n:
         raise ValueError(f"--ngram-n {cfg.ngram_n} is above what the training text supports: it has {n} "
                          f"tokens, so not one {cfg.ngram_n}-gram to count; valid here: --ngram-n 1 to "
@@ -398,8 +445,10 @@ class _Run:
     model), the data position, the step, the best validation loss, the schedule, the count
     of skipped steps; and what is done with them: a training step, an evaluation, a save."""
 
-    def __init__(self, cfg: TrainConfig, device: str, resumed, text: _Text, progress: Progress):
+    def __init__(self, cfg: TrainConfig, device: str, resumed, text: _Text, progress: Progress,
+                 ranks: Ranks):
         self.cfg, self.device, self.text, self.progress = cfg, device, text, progress
+        self.ranks = ranks
         self.out = cfg.out_dir
         self.metrics_path = self.out / "metrics.jsonl"
         mg.manual_seed(cfg.seed)
@@ -409,7 +458,10 @@ class _Run:
             optim.param_groups_for_weight_decay(self.model, cfg.weight_decay), lr=cfg.lr,
             betas=(cfg.beta1, cfg.beta2))
         self.recurrent = _is_recurrent(self.model)
-        self.data = _DataPosition(text.train_ids, cfg, self.device, self.recurrent)
+        # on several ranks the forward goes through the wrapper that averages the gradients
+        self.forward = (DistributedDataParallel(self.model) if ranks.size > 1 and not self.counted
+                        else self.model)
+        self.data = _DataPosition(text.train_ids, cfg, self.device, self.recurrent, ranks)
         self.step, self.best, self.best_step = 0, None, None
         self.skipped, self.streak = 0, 0      # skipped steps: in all, and in a row up to now
         if resumed is not None:
@@ -432,7 +484,9 @@ class _Run:
         self.streak = _extra(resumed).get("skip_streak", 0)
         self.best = (resumed.metrics.get("best") or {}).get("val_loss")
         self.best_step = (resumed.metrics.get("best") or {}).get("step")
-        ckpt_mod.truncate_metrics_log(self.metrics_path, self.step, warn=self.progress.write)
+        if self.ranks.main:
+            ckpt_mod.truncate_metrics_log(self.metrics_path, self.step, warn=self.progress.write)
+        self.ranks.barrier()
         self.progress.write(f"resumed {self.cfg.model} from {self.out} at step {self.step}")
 
     def train_step(self) -> _Step:
@@ -446,14 +500,16 @@ class _Run:
         for group in self.opt.param_groups:
             group["lr"] = lr
         x, y = self.data.next_batch()
+        if self.ranks.size > 1:        # this rank's dropout masks: its own, reproducible
+            mg.manual_seed(self.ranks.step_seed(cfg.seed, self.step))
         # token ids come from the tokenizer, in range by construction: skip the device-side
         # range checks, so a GPU step waits for the device once: to read the loss and the norm
         with mg.device_checks(False):
             if self.recurrent:     # truncated BPTT: start from the last window's state, detached
-                _, loss = model(x, y, state=self.data.state)
+                _, loss = self.forward(x, y, state=self.data.state)
                 self.data.state = model.detach_state(model.last_state)
             else:
-                _, loss = model(x, y)
+                _, loss = self.forward(x, y)
             self.opt.zero_grad()
             loss.backward()
             # the total norm (max_norm inf: measured, never scaled); a non-finite one is
@@ -463,23 +519,26 @@ class _Run:
                 norm = optim.clip_grad_norm_(model.parameters(),
                                              cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
             loss_value, norm_value = _host_floats(loss, norm)     # the step's one host read
+            if self.ranks.size > 1:    # the global batch's loss (the norm is the same everywhere)
+                loss_value = self.ranks.sum(loss_value)[0] / self.ranks.size
+            tokens = x.size * self.ranks.size
             if math.isfinite(loss_value) and math.isfinite(norm_value):
                 self.opt.step()
-                return _Step(loss_value, lr, x.size, norm_value, None)
+                return _Step(loss_value, lr, tokens, norm_value, None)
         # skipped: no update; drop the gradients, and a carried state that may hold the NaN
         self.opt.zero_grad()
         if self.recurrent:
             self.data.state = None
         why = [f"{name} is {v}" for name, v in (("the loss", loss_value), ("the gradient norm", norm_value))
                if not math.isfinite(v)]
-        return _Step(loss_value, lr, x.size, norm_value, " and ".join(why))
+        return _Step(loss_value, lr, tokens, norm_value, " and ".join(why))
 
     def skip(self, step: _Step) -> None:
         """Count the skipped step ``self.step``, log it and warn; when it makes more than
         ``max_skipped_steps`` in a row, raise TrainingDiverged."""
         self.skipped, self.streak = self.skipped + 1, self.streak + 1
         limit = self.cfg.max_skipped_steps
-        _append_jsonl(self.metrics_path, {"step": self.step, "split": "train", "loss": step.loss,
+        self._log({"step": self.step, "split": "train", "loss": step.loss,
                                           "lr": step.lr, "grad_norm": step.grad_norm, "skipped": True,
                                           "reason": step.skipped, "skipped_steps": self.skipped,
                                           "time": time.time()})
@@ -499,17 +558,22 @@ class _Run:
     def evaluate(self) -> dict:
         """Evaluate at ``self.step`` on the validation split; logged and returned."""
         cfg, text = self.cfg, self.text
-        ev = evaluate(self.model, text.val_ids, cfg.block_size, cfg.batch_size,
+        ev = evaluate(self.model, text.val_ids, cfg.block_size, cfg.batch_size * self.ranks.size,
                       max_batches=cfg.eval_iters or None, device=self.device,
-                      chars_per_token=text.chars_per_token)
+                      chars_per_token=text.chars_per_token, ranks=self.ranks)
         record = {"step": self.step, "split": "val", **ev, "time": time.time()}
-        _append_jsonl(self.metrics_path, record)
+        self._log(record)
         self.progress.write(eval_line(record))
         return record
 
     def log_train_loss(self, loss: float, lr: float) -> None:
-        _append_jsonl(self.metrics_path, {"step": self.step, "split": "train", "loss": loss,
-                                          "lr": lr, "skipped_steps": self.skipped, "time": time.time()})
+        self._log({"step": self.step, "split": "train", "loss": loss, "lr": lr,
+                   "skipped_steps": self.skipped, "time": time.time()})
+
+    def _log(self, record: dict) -> None:
+        """One line of metrics.jsonl (rank 0 writes it)."""
+        if self.ranks.main:
+            _append_jsonl(self.metrics_path, record)
 
     def save(self, last_eval: dict | None) -> None:
         """Save ``out`` (the last checkpoint), and ``out/best`` when ``last_eval`` is a new best.
@@ -526,11 +590,16 @@ class _Run:
                     if self.saved_step is not None else f"no checkpoint was saved in {self.out}")
             raise TrainingDiverged(f"training diverged by step {at}: {broken}; lower --lr or raise "
                                    f"--warmup-iters; {kept}")
-        if last_eval is not None and last_eval["step"] == at and (self.best is None
-                                                                   or last_eval["loss"] < self.best):
+        new_best = last_eval is not None and last_eval["step"] == at and (
+            self.best is None or last_eval["loss"] < self.best)
+        if new_best:
             self.best, self.best_step = last_eval["loss"], at
-            ckpt_mod.save_checkpoint(self.out / "best", self.model, **self._checkpoint(last_eval))
-        ckpt_mod.save_checkpoint(self.out, self.model, **self._checkpoint(last_eval))
+        contents = self._checkpoint(last_eval)           # (on several ranks, a collective call)
+        if self.ranks.main:
+            if new_best:
+                ckpt_mod.save_checkpoint(self.out / "best", self.model, **contents)
+            ckpt_mod.save_checkpoint(self.out, self.model, **contents)
+        self.ranks.barrier()                              # the others wait for rank 0's files
         self.saved_step = at
 
     def _checkpoint(self, last_eval: dict | None) -> dict:
@@ -557,14 +626,20 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
     # ---- setup: the config, the checkpoint to continue, the text, the model and its optimizer
     cfg = dataclasses.replace(cfg).validate()
     device = str(mg.device(cfg.device))         # an unusable device fails before out/ is touched
-    resumed = _open_out(cfg)
-    progress = Progress(cfg.progress, cfg.max_iters, cfg.log_interval, stream)
-    run = _Run(cfg, device, resumed, _load_text(cfg, resumed), progress)
+    ranks = Ranks()                             # several under mpiexec (lmroad/ranks.py)
+    resumed = _open_out(cfg, ranks)
+    progress = Progress(cfg.progress if ranks.main else "none", cfg.max_iters, cfg.log_interval, stream)
+    run = _Run(cfg, device, resumed, _load_text(cfg, resumed, ranks), progress, ranks)
     out, text = run.out, run.text
-    out.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+    ranks.barrier()
     progress.write(f"{cfg.model}: {run.model.num_parameters():,} parameters | vocab "
                    f"{text.tokenizer.vocab_size} ({cfg.tokenizer}) | train {len(text.train_ids):,} tokens, "
                    f"val {len(text.val_ids):,} | device {run.device} | out {out}")
+    if ranks.size > 1:
+        progress.write(f"data parallel: {ranks.size} ranks x --batch-size {cfg.batch_size} = a global "
+                       f"batch of {ranks.size * cfg.batch_size} sequences")
 
     # ---- the n-gram model: count once, evaluate, save
     if run.counted:
@@ -610,7 +685,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None,
                     run.save(last_eval)
                 if on_step is not None:
                     on_step(run.step, info)
-                if ctrl_c.requested:
+                if ranks.any(ctrl_c.requested):          # every rank stops at the same step
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True

@@ -19,6 +19,12 @@
 * Ctrl-C stops the workers; what had finished is kept (``Interrupted``).
 * A progress line shows runs done, the runs in flight and the ETA (from the
   estimated cost of the runs left, at the speed measured so far).
+* Under ``mpiexec -n N`` the runs left are dealt out to the ranks (rank r takes
+  every N-th, largest first), each rank runs its share with its own ``jobs``
+  workers, and every rank then receives all results (small dicts, as Python
+  objects); rank 0 alone writes them. A run's numbers do not depend on where it
+  ran (a fresh worker with one BLAS thread), so the report is the one a single
+  process writes.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import sys
 import time
 
 from lmroad.threads import set_threads
+from minigrad import distributed as dist
 
 from .common import fmt_seconds
 from .runs import Data, execute, spec_hash, spec_id
@@ -119,7 +126,10 @@ def run_all(specs: list[dict], data: Data, out_dir: str, jobs: int = 1, quiet: b
 
     ``in_process=True`` runs them here, one after the other (for tests of the
     bookkeeping and for a debugger; its numbers follow this process's BLAS setup)."""
-    os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
+    rank, size = dist.rank(), dist.world_size()
+    if rank == 0:
+        os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
+    dist.barrier()
     ids = [spec_id(s) for s in specs]
     if len(set(ids)) != len(ids):
         raise ValueError("road: two runs of the plan have the same id")
@@ -131,13 +141,16 @@ def run_all(specs: list[dict], data: Data, out_dir: str, jobs: int = 1, quiet: b
         else:
             todo.append(s)
     todo.sort(key=lambda s: -s.get("cost", 1.0))          # largest first: better packing
-    bar = _Bar(len(specs), sum(s.get("cost", 1.0) for s in todo), stream, quiet)
+    everyone = todo
+    todo = todo[rank::size]                               # this rank's share (all, alone)
+    bar = _Bar(len(specs), sum(s.get("cost", 1.0) for s in todo), stream, quiet or rank != 0)
     bar.done = len(results)
-    if not todo:
+    if not everyone:
         return results
 
     def finish(spec, result):
-        _save(out_dir, spec, result)
+        if rank == 0:
+            _save(out_dir, spec, result)
         results[spec_id(spec)] = result
         bar.done += 1
         bar.cost_done += spec.get("cost", 1.0)
@@ -156,6 +169,14 @@ def run_all(specs: list[dict], data: Data, out_dir: str, jobs: int = 1, quiet: b
         bar.close()
         raise Interrupted(len(results), len(specs), out_dir) from None
     bar.close()
+    if size > 1:                          # every rank gets every result; rank 0 saves the others'
+        mine = [(spec_id(s), results[spec_id(s)]) for s in todo]
+        for r, theirs in enumerate(dist.all_gather_object(mine)):
+            for sid, result in theirs:
+                if r != rank:
+                    results[sid] = result
+                if rank == 0 and r != 0:
+                    _save(out_dir, next(s for s in everyone if spec_id(s) == sid), result)
     return results
 
 
@@ -163,6 +184,8 @@ def _parallel(todo: list[dict], data: Data, jobs: int, finish, bar: _Bar) -> Non
     # the workers' BLAS starts with one thread (threadpoolctl then pins it)
     env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update({k: "1" for k in env})
+    # and they are plain processes, not ranks: the MPI launcher's variables stay out of them
+    launcher = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(_LAUNCHER_PREFIXES)}
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                   initargs=(data,))
@@ -187,7 +210,13 @@ def _parallel(todo: list[dict], data: Data, jobs: int, finish, bar: _Bar) -> Non
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        os.environ.update(launcher)
     pool.shutdown(wait=True)
+
+
+#: what MPI launchers put in the environment of the processes they start (MPICH's Hydra,
+#: Intel MPI, Open MPI, PMIx, Slurm's PMI)
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "MPI_LOCALNRANKS", "MPI_LOCALRANKID", "HYDRA_")
 
 
 def _running(pending: dict, jobs: int) -> list[str]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lmroad.data import CorpusError, build_tokenizer, load_corpus
+from minigrad import distributed as dist
 
 from . import writeup
 from .common import fmt_seconds
@@ -273,7 +274,8 @@ def run_road(budget: Budget, corpus_name: str, data_path: str | None, out_dir: s
     """Run (or finish) the road and write the report; returns the path of report.md."""
     t0 = time.perf_counter()
     data = load_data(corpus_name, data_path, budget)
-    say = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    say = (lambda m: None) if quiet or dist.rank() != 0 else (
+        lambda m: print(m, file=sys.stderr, flush=True))
     say(f"road ({budget.name}): {len(data.train):,} training, {len(data.tune):,} tuning and "
         f"{len(data.val):,} validation tokens, vocabulary {data.vocab_size}; {jobs} worker(s), "
         f"1 BLAS thread each; report -> {out_dir}")
@@ -293,6 +295,8 @@ def run_road(budget: Budget, corpus_name: str, data_path: str | None, out_dir: s
                  wall_s=time.perf_counter() - t0, run_s=sum(r.get("run_s", 0.0) for r in runs),
                  python=platform.python_version(), numpy=np.__version__,
                  machine=f"{platform.machine()}, {os.cpu_count()} CPUs", cpu_kernels=_cpu_kernels())
+    if dist.rank() != 0:                   # rank 0 writes the report (lmroad/experiments/pool.py)
+        return os.path.join(out_dir, "report.md")
     path = writeup.write_report(Report(out_dir, plots=plots), setup, runs)
     say(f"done in {fmt_seconds(time.perf_counter() - t0)} (runs loaded from earlier runs of this command "
         f"took no time); report: {path}")

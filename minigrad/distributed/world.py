@@ -4,8 +4,10 @@ One process per rank, started by ``mpiexec -n N python ...``. Tensors travel
 by buffer, never by pickle: host (NumPy) arrays through MPI's ``Allreduce`` and
 ``Bcast`` (mpi4py's upper-case calls, which read the array's memory directly),
 CUDA arrays through NCCL (CuPy's ``NcclCommunicator``, its id handed round over
-MPI), and arrays of the fake test device staged through host memory, as a GPU
-without NCCL would be. Small Python objects (a model's fingerprint, a
+MPI; one rank per GPU, as NCCL requires), and arrays of the fake test device
+staged through host memory. ``MINIGRAD_GPU_COLLECTIVES=mpi`` stages CUDA arrays
+through the host too: slower, but it lets several ranks share one GPU, which
+NCCL refuses. Small Python objects (a model's fingerprint, a
 checkpoint's data position) may use the pickle-based ``allgather``.
 
 Started without ``mpiexec``, a script is a world of one: ``world_size()`` is 1,
@@ -41,6 +43,10 @@ class _World:
     def __init__(self, comm, rank: int, size: int):
         self.comm, self.rank, self.size = comm, rank, size
         self.nccl = None
+        self.gpu = os.environ.get("MINIGRAD_GPU_COLLECTIVES", "nccl")
+        if self.gpu not in ("nccl", "mpi"):
+            raise ValueError(f"MINIGRAD_GPU_COLLECTIVES must be 'nccl' (one rank per GPU) or 'mpi' "
+                             f"(through host memory), got {self.gpu!r}")
 
 
 _world: list[_World | None] = [None]
@@ -200,12 +206,12 @@ def broadcast_array(a, w: _World | None = None, src: int = 0) -> None:
 
 def _collective(a, w: _World, kind: str, src: int) -> None:
     dev = backend.device_of(a)
-    if dev.type == "cuda":
+    if dev.type == "cuda" and w.gpu == "nccl":
         _nccl_collective(a, w, kind, src)
         return
     if dev.type == "cpu":
         buf = a if a.flags.c_contiguous else np.ascontiguousarray(a)
-    else:                                              # fake: a device MPI cannot read
+    else:                           # fake, or cuda without NCCL: through host memory
         buf = backend.to_host(a)
     _mpi_collective(buf, w, kind, src)
     if buf is not a:

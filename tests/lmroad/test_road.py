@@ -104,6 +104,32 @@ def test_same_numbers_with_one_worker_or_two(quick_runs):
         assert a[name] == b[name], name
 
 
+def test_the_road_on_two_ranks_writes_the_report_of_one_process(quick_runs, tmp_path):
+    """``mpiexec -n 2 python -m lmroad road``: the runs dealt out to the ranks, rank 0 writes."""
+    pytest.importorskip("mpi4py", reason='needs mpi4py and mpich: pip install -e ".[distributed]"')
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    one, _, data = quick_runs
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    out = tmp_path / "ranks"
+    done = subprocess.run([str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", "2", sys.executable,
+                           "-m", "lmroad", "road", "--quick", "--data", str(data), "--out", str(out),
+                           "--seed", "0", "--jobs", "1"], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("phase 1 of 2") == 1            # rank 0 alone speaks
+    a, b = _values(one), _values(out)
+    assert a.keys() == b.keys() and len(a) >= 10
+    for name in a:
+        assert a[name] == b[name], name
+    names = [sorted(p.name for p in (d / "runs").iterdir()) for d in (one, out)]
+    assert names[0] == names[1]
+
+
 def test_an_interrupted_road_finishes_where_it_stopped(quick_runs, tmp_path):
     """Remove three saved runs and half-write a fourth (as a crash would): the same
     command reruns exactly those four and writes the same numbers."""

@@ -8,6 +8,7 @@ end; an assertion error ends the whole job (the abort hook of
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -30,7 +31,7 @@ def _same_on_every_rank(arrays, what: str) -> None:
 
 def case_collectives() -> None:
     r, n = dist.rank(), dist.world_size()
-    for device in ("cpu", "fake"):
+    for device in os.environ.get("MPI_CASES_DEVICES", "cpu,fake").split(","):
         for dtype in (mg.float32, mg.float64):
             t = mg.tensor(np.arange(6.0).reshape(2, 3) * (r + 1), dtype=dtype, device=device)
             dist.all_reduce(t)
@@ -62,6 +63,16 @@ def case_collectives() -> None:
     dist.barrier()
 
 
+def case_nccl() -> None:
+    """One rank, a CUDA tensor through NCCL itself (with one rank the public calls return at
+    once): benchmarks/gpu_check.sh runs it on a GPU."""
+    from minigrad.distributed import world
+    t = mg.arange(6, dtype=mg.float32, device="cuda")
+    world._nccl_collective(t.data, world._get(), "reduce", 0)
+    world._nccl_collective(t.data, world._get(), "bcast", 0)
+    assert t.numpy().tolist() == list(range(6)), t.numpy()
+
+
 # --------------------------------------------------------------------------- DDP = one big batch
 
 def _models(kind: str, dropout: float = 0.0):
@@ -81,12 +92,13 @@ def case_equivalence() -> None:
     """N ranks × batch b, for 5 steps, equal one process × batch N·b (float64, 1e-10),
     parameters compared after every step; both bucket layouts; clipping after averaging."""
     r, n, b = dist.rank(), dist.world_size(), 2
+    dev = os.environ.get("MPI_CASES_MODEL_DEVICE", "cpu")       # gpu_check.sh: cuda
     for kind in ("gpt", "lstm"):
         for cap in (None, 0.0005):              # one bucket per dtype; many small buckets
             mg.manual_seed(0)
-            ref = _models(kind).to(dtype=mg.float64)
+            ref = _models(kind).to(dtype=mg.float64).to(dev)
             mg.manual_seed(1 + r)               # other weights on every rank: DDP broadcasts rank 0's
-            mine = _models(kind).to(dtype=mg.float64)
+            mine = _models(kind).to(dtype=mg.float64).to(dev)
             if r == 0:
                 mine.load_state_dict(ref.state_dict())
             ddp = dist.DistributedDataParallel(mine, bucket_cap_mb=cap)
@@ -99,7 +111,7 @@ def case_equivalence() -> None:
                 idx, tgt = _global_batch(step, n * b)
                 for call, model, o, rows in runs:
                     o.zero_grad()
-                    _, loss = call(mg.tensor(idx[rows]), mg.tensor(tgt[rows]))
+                    _, loss = call(mg.tensor(idx[rows], device=dev), mg.tensor(tgt[rows], device=dev))
                     loss.backward()
                     optim.clip_grad_norm_(model.parameters(), 0.5)   # clipping sees the mean
                     o.step()

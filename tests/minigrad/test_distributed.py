@@ -36,8 +36,9 @@ def _mpiexec() -> str:
     return found
 
 
-def run_ranks(n: int, case: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+def run_ranks(n: int, case: str, timeout: float = 120.0, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           **extra_env}
     for var in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"):
         env.pop(var, None)
     try:
@@ -59,6 +60,19 @@ def assert_every_rank_ok(n: int, case: str, out: subprocess.CompletedProcess) ->
                                   "optimizer_state"])
 def test_on_n_ranks(case, n):
     assert_every_rank_ok(n, case, run_ranks(n, case))
+
+
+def test_the_models_on_the_fake_device_through_host_memory():
+    """What benchmarks/gpu_check.sh runs with cuda (two ranks sharing one GPU, staged through the
+    host: MINIGRAD_GPU_COLLECTIVES=mpi), here on the fake device."""
+    out = run_ranks(2, "equivalence", MPI_CASES_MODEL_DEVICE="fake", MINIGRAD_GPU_COLLECTIVES="mpi")
+    assert_every_rank_ok(2, "equivalence", out)
+
+
+def test_a_bad_gpu_collectives_setting_is_refused_by_name():
+    out = run_ranks(2, "collectives", MINIGRAD_GPU_COLLECTIVES="gloo")
+    assert out.returncode != 0
+    assert "MINIGRAD_GPU_COLLECTIVES must be 'nccl' (one rank per GPU) or 'mpi'" in out.stderr
 
 
 def test_a_model_that_differs_on_one_rank_raises_on_every_rank():
