@@ -344,6 +344,11 @@ class _DataPosition:
         return {"batcher": snap["batcher"], "carried_state": host}, snap["rng"]
 
     def restore(self, data_state: dict, rng_state: dict) -> None:
+        saved = (data_state.get("batcher") or {}).get("batch_size")
+        if self.batcher is not None and saved is not None and saved != self.global_batch:
+            raise ValueError(f"its recurrent lanes were cut for a global batch of {saved} (ranks x "
+                             f"--batch-size), and this run has {self.ranks.size} x {self.cfg.batch_size} = "
+                             f"{self.global_batch}; resume with ranks x --batch-size = {saved}")
         s = data_state.get("carried_state")
 
         def own(a):             # this rank's lanes of the saved global state

@@ -32,8 +32,10 @@ def _mpiexec() -> str:
     return str(beside) if beside.exists() else "mpiexec"
 
 
-def lmroad_train(n: int, text_file, out, model: str, batch: int, *extra: str, timeout: float = 180):
-    """``lmroad train`` on n ranks (n = 1: a plain process, no launcher)."""
+def lmroad_train(n: int, text_file, out, model: str, batch: int, *extra: str, timeout: float = 180,
+                 ok: bool = True):
+    """``lmroad train`` on n ranks (n = 1: a plain process, no launcher); with ``ok``, it must
+    exit 0."""
     args = [sys.executable, "-m", "lmroad", "train", "--model", model, "--data", str(text_file),
             "--out", str(out), "--batch-size", str(batch), "--block-size", "16", "--max-iters", "6",
             "--eval-interval", "3", "--eval-iters", "0", "--lr", "3e-3", "--warmup-iters", "2",
@@ -46,7 +48,7 @@ def lmroad_train(n: int, text_file, out, model: str, batch: int, *extra: str, ti
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{' '.join(cmd)}: no result after {timeout} s (a hang?)\n{e.stderr}")
-    assert done.returncode == 0, f"{' '.join(cmd)} exited {done.returncode}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0 or not ok, f"{' '.join(cmd)} exited {done.returncode}\n{done.stderr[-3000:]}"
     return done
 
 
@@ -83,13 +85,18 @@ def test_two_ranks_train_as_one_process_with_twice_the_batch(text_file, tmp_path
 
 def test_a_checkpoint_from_two_ranks_resumes_on_one_and_on_three(text_file, tmp_path):
     """The data position is global: 2 ranks x 4, resumed on 1 x 8, continues exactly as 2 x 4
-    would; on 3 ranks (a global batch of 12) it continues too."""
+    would; a Transformer's on 3 ranks (a global batch of 12) continues too. A recurrent model's
+    lanes are cut from the global batch: on 3 x 4 it is refused, saying what would fit."""
     lmroad_train(2, text_file, tmp_path / "a", "lstm", 4, "--max-iters", "3")
     for d in ("b", "c", "d"):
         subprocess.run(["cp", "-r", str(tmp_path / "a"), str(tmp_path / d)], check=True)
     lmroad_train(2, text_file, tmp_path / "a", "lstm", 4, "--resume")         # straight on
     lmroad_train(1, text_file, tmp_path / "b", "lstm", 8, "--resume")
     assert_same_run(tmp_path / "a", tmp_path / "b")
+    refused = lmroad_train(3, text_file, tmp_path / "d", "lstm", 4, "--resume", ok=False)
+    assert refused.returncode != 0
+    assert ("recurrent lanes were cut for a global batch of 8 (ranks x --batch-size), and this run has "
+            "3 x 4 = 12; resume with ranks x --batch-size = 8") in refused.stderr
     lmroad_train(2, text_file, tmp_path / "c", "transformer", 4, "--max-iters", "3", "--overwrite")
     lmroad_train(3, text_file, tmp_path / "c", "transformer", 4, "--resume")
     assert read_checkpoint(tmp_path / "c").step == 6
