@@ -169,8 +169,9 @@ class DistributedDataParallel(nn.Module):
             return                                  # nothing to differentiate (an eval pass)
         for b in self._buckets:
             b.pending = sum(1 for p in b.params if id(p) in used)
+        # nothing starts yet, not even a bucket of unused parameters: their .grad may still be
+        # the last step's until zero_grad(), which often comes after the forward
         self._active, self._next = True, 0
-        self._launch_ready()
 
     @contextlib.contextmanager
     def no_sync(self):

@@ -197,6 +197,15 @@ def case_unused() -> None:
     assert model.never.grad is None
     np.testing.assert_allclose(model.a.grad.numpy(), np.full(3, (n + 1) / 2))
     np.testing.assert_allclose(model.b.grad.numpy(), np.full(3, 1.0 / n))
+    # one parameter per bucket, and zero_grad after the forward (as lmroad does): the bucket of
+    # b, which ranks 1.. do not use, must send zeros, not the last step's mean still in b.grad
+    ddp2 = dist.DistributedDataParallel(Two(), bucket_cap_mb=1e-9)
+    for _ in range(2):
+        out = ddp2(mg.tensor(np.full(3, r + 1.0)), use_b=(r == 0))
+        for p in ddp2.module.parameters():
+            p.grad = None
+        out.backward()
+        np.testing.assert_allclose(ddp2.module.b.grad.numpy(), np.full(3, 1.0 / n))
     # a backward that misses a used parameter: the next forward says so (instead of the
     # ranks drifting apart silently)
     out = ddp(mg.tensor(np.ones(3)), use_b=True)
