@@ -8,7 +8,8 @@ Every rank runs the same loop on the same model. What differs, and how:
   rows. So N ranks see exactly the batches one process with ``--batch-size
   N·B`` would, the shards are disjoint by construction, and the data position
   (the generator, the lanes' offset) is the same on every rank: a checkpoint
-  does not depend on N;
+  does not depend on N (a recurrent model's lanes, and the hidden states they
+  carry, are cut from the global batch: it resumes with the same N·B);
 - **dropout**: each rank's masks come from a seed derived from (seed, step,
   rank) with ``numpy.random.SeedSequence``: different on every rank, the same
   on a rerun or a resume;
