@@ -1,10 +1,11 @@
-"""The command line: ``python -m lmroad train|sample|eval|road`` (or the ``lmroad`` script).
+"""The command line: ``python -m lmroad train|sample|eval|plot|road`` (or the ``lmroad`` script).
 
     python -m lmroad train --model lstm --data notes.txt --max-iters 2000 --out out/lstm
     python -m lmroad train --out out/lstm --resume --max-iters 4000   # continue the same run
     python -m lmroad train --config runs/gpt.toml --lr 3e-4           # a file, flags override it
     python -m lmroad sample --checkpoint out/lstm --prompt "ROMEO:" --top-k 40 --num-samples 3
     python -m lmroad eval --checkpoint out/lstm/best --split val
+    python -m lmroad plot out/lstm                                    # -> out/lstm/metrics.png
     python -m lmroad road                                             # every model, one report
     python -m lmroad train --threads 2 ...                            # 2 BLAS threads (default 1)
 
@@ -34,6 +35,7 @@ limits NumPy's BLAS to N threads before the command runs
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -189,7 +191,19 @@ def _add_train(sub) -> None:
     group.add_argument("--progress", choices=("auto", "bar", "lines", "none"),
                        help="a tqdm bar on a terminal, else lines (default auto)")
     group.add_argument("--config", type=_nonempty, metavar="FILE", help="a TOML or JSON file of settings")
+    group.add_argument("--no-plot", action="store_true",
+                       help="do not draw OUT/metrics.png at the end (drawn when matplotlib is installed)")
     add_threads_argument(group)
+
+
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="draw a run's loss and learning-rate curves to a PNG",
+                       description="Draw the training and validation loss and the learning rate of "
+                                   "a run against the step (from DIR/metrics.jsonl), and write "
+                                   "DIR/metrics.csv. Needs matplotlib for the PNG.")
+    p.add_argument("run", type=_nonempty, metavar="DIR", help="a folder lmroad train wrote, e.g. out/lstm")
+    p.add_argument("--out", type=_nonempty, metavar="PNG", help="where to draw (default DIR/metrics.png)")
+    add_threads_argument(p)
 
 
 def _add_sample(sub) -> None:
@@ -246,11 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "from n-gram to Transformer, on minigrad.",
                                      epilog="Every command takes --threads N (anywhere on the line): "
                                             "BLAS threads, default 1 (see lmroad train --help).")
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval,road}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval,plot,road}")
     sub.required = True
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
+    _add_plot(sub)
     sub.add_parser("road", help="train every model and write the comparison report "
                    "(python -m lmroad road --help)", add_help=False)
     return parser
@@ -297,7 +312,8 @@ def load_config_file(path: str | os.PathLike) -> dict:
 
 def _run_train(args: argparse.Namespace) -> int:
     from .train import resolve_config, train
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume", "threads")}
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("command", "config", "resume", "threads", "no_plot")}
     settings = load_config_file(args.config) if getattr(args, "config", None) else {}
     settings = {**{k.replace("-", "_"): v for k, v in settings.items()}, **flags}
     cfg = resolve_config(settings, resume=getattr(args, "resume", False))
@@ -308,9 +324,27 @@ def _run_train(args: argparse.Namespace) -> int:
     skipped = (f", {result.skipped_steps} step(s) skipped (non-finite loss or gradient)"
                if result.skipped_steps else "")
     from minigrad import distributed
-    if cfg.progress != "none" and distributed.rank() == 0:
-        print(f"done: {cfg.model} at step {result.step}{best}{skipped}; checkpoints in {result.out}",
-              file=sys.stderr)
+    if distributed.rank() != 0:
+        return 0
+    drawn = None
+    if not getattr(args, "no_plot", False) and importlib.util.find_spec("matplotlib") is not None:
+        from .train_log import plot_metrics
+        drawn = plot_metrics(result.out)
+    if cfg.progress != "none":
+        plotted = f"; curves in {drawn}" if drawn is not None else ""
+        print(f"done: {cfg.model} at step {result.step}{best}{skipped}; checkpoints in {result.out}"
+              f"{plotted}", file=sys.stderr)
+    return 0
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from .train_log import plot_metrics, write_csv
+    run = Path(args.run)
+    if not (run / "metrics.jsonl").is_file():
+        raise ValueError(f"{run}: no metrics.jsonl here; give a folder lmroad train wrote (its --out)")
+    csv_path = write_csv(run)
+    png = plot_metrics(run, args.out)
+    print(f"{png}\n{csv_path}")
     return 0
 
 
@@ -407,7 +441,8 @@ def _user_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
     from .data import CorpusError
     from .train import TrainingDiverged
     return ((ValueError, TypeError, IndexError),
-            (CheckpointError, CorpusError, DeviceError, TrainingDiverged, OSError, MemoryError))
+            (CheckpointError, CorpusError, DeviceError, TrainingDiverged, OSError, MemoryError,
+             ImportError))
 
 
 def _take_threads(argv: list[str]) -> tuple[list[str], int | None]:
@@ -452,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:                       # argparse has printed usage and the error
         return int(e.code or 0)
-    run = {"train": _run_train, "sample": _run_sample, "eval": _run_eval}[args.command]
+    run = {"train": _run_train, "sample": _run_sample, "eval": _run_eval, "plot": _run_plot}[args.command]
     bad_input, failures = _user_errors()
     try:
         return run(args)

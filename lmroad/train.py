@@ -113,6 +113,7 @@ from .train_config import (
     resolve_config,
     schedule_for,
 )
+from .train_log import write_csv
 from .train_progress import Progress, StopOnCtrlC, eval_line
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate", "build_model",
@@ -274,7 +275,8 @@ def _fingerprint(*texts: str) -> str:
 def _remove_run(out: Path) -> None:
     """Delete what a run wrote to ``out`` (and only that): checkpoints and the metrics log."""
     for folder in (out / "best", out):
-        for p in [folder / ckpt_mod.CHECKPOINT_FILE, *folder.glob("weights-*.npz"), folder / "metrics.jsonl"]:
+        for p in [folder / ckpt_mod.CHECKPOINT_FILE, *folder.glob("weights-*.npz"), folder / "metrics.jsonl",
+                  folder / "metrics.csv", folder / "metrics.png"]:
             p.unlink(missing_ok=True)
 
 
@@ -604,6 +606,8 @@ class _Run:
             if new_best:
                 ckpt_mod.save_checkpoint(self.out / "best", self.model, **contents)
             ckpt_mod.save_checkpoint(self.out, self.model, **contents)
+            if self.metrics_path.exists():
+                write_csv(self.out)                       # metrics.csv beside metrics.jsonl
         self.ranks.barrier()                              # the others wait for rank 0's files
         self.saved_step = at
 
