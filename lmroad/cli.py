@@ -132,6 +132,8 @@ _TRAIN_FLAGS = {
         --beta1           num     AdamW beta1
         --beta2           num     AdamW beta2
         --grad-clip       num     max gradient norm, 0 = off
+        --grad-accum-steps num    micro-batches of --batch-size per step, their gradients summed:
+                                  the update of a batch this many times larger
         --max-skipped-steps num   a step whose loss or gradient norm is NaN or infinite is skipped
                                   (no update); more than this many in a row stop the run; 0 = stop
                                   at the first

@@ -9,7 +9,7 @@ The loop, in order, every step:
     x, y = next batch                        Transformer: random windows;
                                              RNN/LSTM/GRU: the next window of each lane
                                              (StreamBatcher), hidden state carried over
-    logits, loss = model(x, y)
+    logits, loss = model(x, y)               (--grad-accum-steps K: K micro-batches, loss / K each)
     loss.backward(); clip_grad_norm_ (which measures the total gradient norm)
     loss and norm finite?  AdamW step (weight decay on matrices only); else skip it
     every eval_interval steps: evaluate on the validation split, log to the
@@ -76,6 +76,7 @@ a run and the loop). Their public names are all importable from here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -298,16 +299,21 @@ class _DataPosition:
         ranks = ranks or Ranks(0, 1)
         self.train_ids, self.cfg, self.device, self.ranks = train_ids, cfg, device, ranks
         self.rng = np.random.default_rng(cfg.seed)
-        # on several ranks every rank makes the global batch and keeps its rows (lmroad/ranks.py)
-        where = device if ranks.size == 1 else "cpu"
-        self.global_batch = cfg.batch_size * ranks.size
-        self.batcher = (StreamBatcher(train_ids, self.global_batch, cfg.block_size, where)
-                        if recurrent else None)
-        self.state = None       # recurrent models: the detached final state of the last window
+        # on several ranks, or with gradient accumulation, every rank makes the global batch
+        # (ranks x micro-batches x --batch-size rows) and keeps its rows (lmroad/ranks.py)
+        self.micro = cfg.grad_accum_steps
+        self.global_batch = cfg.batch_size * self.micro * ranks.size
+        self.whole = ranks.size == 1 and self.micro == 1       # the batch is all this rank's
+        self.batcher = (StreamBatcher(train_ids, self.global_batch, cfg.block_size,
+                                      device if self.whole else "cpu") if recurrent else None)
+        # recurrent models: the detached final state of the last window, of this rank's rows
+        # (its micro-batches' lanes side by side)
+        self.state = None
 
-    def next_batch(self):
-        """(x, y), each (B, T) on the device (B = --batch-size: this rank's rows)."""
-        where = self.device if self.ranks.size == 1 else "cpu"
+    def next_batch(self) -> list[tuple[mg.Tensor, mg.Tensor]]:
+        """This step's micro-batches (one without --grad-accum-steps): (x, y) pairs, each
+        (B, T) on the device, B = --batch-size; this rank's rows of the global batch."""
+        where = self.device if self.whole else "cpu"
         if self.batcher is None:
             x, y = random_windows(self.train_ids, self.global_batch, self.cfg.block_size, where,
                                   rng=self.rng)
@@ -315,10 +321,12 @@ class _DataPosition:
             x, y, reset = self.batcher.next_batch()
             if reset:           # a new pass over the text: nothing to carry over
                 self.state = None
-        if self.ranks.size > 1:
-            rows = self.ranks.rows(self.cfg.batch_size)
-            x, y = (mg.tensor(t.numpy()[rows], device=self.device) for t in (x, y))
-        return x, y
+        if self.whole:
+            return [(x, y)]
+        B = self.cfg.batch_size
+        mine = [t.numpy()[self.ranks.rows(B * self.micro)] for t in (x, y)]
+        return [tuple(mg.tensor(np.ascontiguousarray(t[k * B:(k + 1) * B]), device=self.device)
+                      for t in mine) for k in range(self.micro)]
 
     def snapshot(self) -> dict:
         """Cheap (no device sync): enough to undo a step that was interrupted half-way."""
@@ -349,8 +357,9 @@ class _DataPosition:
         saved = (data_state.get("batcher") or {}).get("batch_size")
         if self.batcher is not None and saved is not None and saved != self.global_batch:
             raise ValueError(f"its recurrent lanes were cut for a global batch of {saved} (ranks x "
-                             f"--batch-size), and this run has {self.ranks.size} x {self.cfg.batch_size} = "
-                             f"{self.global_batch}; resume with ranks x --batch-size = {saved}")
+                             f"--grad-accum-steps x --batch-size), and this run has {self.ranks.size} x "
+                             f"{self.micro} x {self.cfg.batch_size} = {self.global_batch}; resume with a "
+                             f"product of {saved}")
         s = data_state.get("carried_state")
 
         def own(a):             # this rank's lanes of the saved global state
@@ -424,10 +433,11 @@ def _load_text(cfg: TrainConfig, resumed, ranks: Ranks | None = None) -> _Text:
                              f"--block-size {cfg.block_size} (plus the next token); valid here: "
                              f"--block-size up to {len(ids) - 1}")
     ranks = ranks or Ranks(0, 1)
-    n, T, B = len(train_ids), cfg.block_size, cfg.batch_size * ranks.size
+    times = ranks.size * cfg.grad_accum_steps
+    n, T, B = len(train_ids), cfg.block_size, cfg.batch_size * times
     if cfg.model in ("rnn", "lstm", "gru") and n // B < T + 1:
-        on = "" if ranks.size == 1 else f" on each of {ranks.size} ranks (a global batch of {B})"
-        most = n // (T + 1) // ranks.size
+        on = "" if times == 1 else f" times {times} (ranks x --grad-accum-steps: a global batch of {B})"
+        most = n // (T + 1) // times
         raise ValueError(f"--batch-size {cfg.batch_size}{on}: a recurrent model reads the training text "
                          f"({n} tokens) as {B} lanes of {n // B} tokens, but one window of --block-size {T} "
                          f"needs {T + 1}; valid here: --batch-size up to {most}, or a smaller --block-size")
@@ -506,19 +516,19 @@ class _Run:
                                       horizon, schedule["min_lr"])
         for group in self.opt.param_groups:
             group["lr"] = lr
-        x, y = self.data.next_batch()
+        micro = self.data.next_batch()
         if self.ranks.size > 1:        # this rank's dropout masks: its own, reproducible
             mg.manual_seed(self.ranks.step_seed(cfg.seed, self.step))
         # token ids come from the tokenizer, in range by construction: skip the device-side
         # range checks, so a GPU step waits for the device once: to read the loss and the norm
         with mg.device_checks(False):
-            if self.recurrent:     # truncated BPTT: start from the last window's state, detached
-                _, loss = self.forward(x, y, state=self.data.state)
-                self.data.state = model.detach_state(model.last_state)
+            if len(micro) == 1:
+                x, y = micro[0]
+                loss = self._forward(x, y, self.data.state)
+                self.opt.zero_grad()
+                loss.backward()
             else:
-                _, loss = self.forward(x, y)
-            self.opt.zero_grad()
-            loss.backward()
+                loss = self._accumulate(micro)
             # the total norm (max_norm inf: measured, never scaled); a non-finite one is
             # reported below as a skipped step, not as clip_grad_norm_'s warning
             with warnings.catch_warnings():
@@ -528,7 +538,7 @@ class _Run:
             loss_value, norm_value = _host_floats(loss, norm)     # the step's one host read
             if self.ranks.size > 1:    # the global batch's loss (the norm is the same everywhere)
                 loss_value = self.ranks.sum(loss_value)[0] / self.ranks.size
-            tokens = x.size * self.ranks.size
+            tokens = micro[0][0].size * len(micro) * self.ranks.size
             if math.isfinite(loss_value) and math.isfinite(norm_value):
                 self.opt.step()
                 return _Step(loss_value, lr, tokens, norm_value, None)
@@ -539,6 +549,35 @@ class _Run:
         why = [f"{name} is {v}" for name, v in (("the loss", loss_value), ("the gradient norm", norm_value))
                if not math.isfinite(v)]
         return _Step(loss_value, lr, tokens, norm_value, " and ".join(why))
+
+    def _forward(self, x, y, state):
+        """The loss of one (micro-)batch; a recurrent model starts from ``state`` (truncated
+        BPTT: the last window's, detached) and leaves its new one in ``self.data.state``."""
+        if not self.recurrent:
+            return self.forward(x, y)[1]
+        _, loss = self.forward(x, y, state=state)
+        self.data.state = self.model.detach_state(self.model.last_state)
+        return loss
+
+    def _accumulate(self, micro: list) -> mg.Tensor:
+        """--grad-accum-steps K: the K micro-batches' gradients of loss / K summed in .grad (on
+        several ranks averaged once, with the last); returns their mean loss. Each recurrent
+        micro-batch carries its own lanes' state."""
+        K, B = len(micro), micro[0][0].shape[0]
+        states = _split_state(self.data.state, K, B)
+        self.opt.zero_grad()
+        losses, finals = [], []
+        for k, (x, y) in enumerate(micro):
+            sync = self.forward.no_sync() if k < K - 1 and self.forward is not self.model \
+                else contextlib.nullcontext()
+            with sync:
+                loss = self._forward(x, y, states[k])
+                (loss / K).backward()
+            losses.append(loss)
+            finals.append(self.data.state)
+        if self.recurrent:
+            self.data.state = _join_states(finals)
+        return mg.stack(losses).mean()
 
     def skip(self, step: _Step) -> None:
         """Count the skipped step ``self.step``, log it and warn; when it makes more than
@@ -565,7 +604,7 @@ class _Run:
     def evaluate(self) -> dict:
         """Evaluate at ``self.step`` on the validation split; logged and returned."""
         cfg, text = self.cfg, self.text
-        ev = evaluate(self.model, text.val_ids, cfg.block_size, cfg.batch_size * self.ranks.size,
+        ev = evaluate(self.model, text.val_ids, cfg.block_size, self.data.global_batch,
                       max_batches=cfg.eval_iters or None, device=self.device,
                       chars_per_token=text.chars_per_token, ranks=self.ranks)
         record = {"step": self.step, "split": "val", **ev, "time": time.time()}
@@ -620,6 +659,22 @@ class _Run:
                     extra={"data_sha256": text.data_id, "chars_per_token": text.chars_per_token,
                            "lr_schedule": self.schedule, "skipped_steps": self.skipped,
                            "skip_streak": self.streak})
+
+
+def _split_state(state, K: int, B: int) -> list:
+    """A carried state of K micro-batches' lanes side by side (..., K·B, H) -> K states."""
+    if state is None:
+        return [None] * K
+    if isinstance(state, (tuple, list)):
+        return [tuple(s[:, k * B:(k + 1) * B] for s in state) for k in range(K)]
+    return [state[:, k * B:(k + 1) * B] for k in range(K)]
+
+
+def _join_states(states: list):
+    """The inverse of ``_split_state``."""
+    if isinstance(states[0], (tuple, list)):
+        return tuple(mg.concatenate([s[i] for s in states], axis=1) for i in range(len(states[0])))
+    return mg.concatenate(states, axis=1)
 
 
 # --------------------------------------------------------------------------- the loop

@@ -68,6 +68,7 @@ class TrainConfig:
     beta2: float = 0.99
     grad_clip: float = 1.0       # 0: no clipping
     max_skipped_steps: int = 5   # non-finite steps in a row skipped before the run stops; 0: none
+    grad_accum_steps: int = 1    # micro-batches of batch_size per step: the update of a K x larger batch
     # evaluation, logging, checkpoints
     eval_interval: int = 250
     eval_iters: int = 20         # validation batches per evaluation; 0: the whole split
@@ -191,7 +192,7 @@ RANGES: dict[str, Range] = {
     "lr": Range(float, 0, low_open=True), "min_lr": Range(float, 0), "warmup_iters": Range(int, 0),
     "lr_decay_iters": Range(int, 0), "weight_decay": Range(float, 0),
     "beta1": Range(float, 0, 1, high_open=True), "beta2": Range(float, 0, 1, high_open=True),
-    "grad_clip": Range(float, 0), "max_skipped_steps": Range(int, 0),
+    "grad_clip": Range(float, 0), "max_skipped_steps": Range(int, 0), "grad_accum_steps": Range(int, 1),
     "eval_interval": Range(int, 1), "eval_iters": Range(int, 0), "log_interval": Range(int, 1),
     "seed": Range(int, 0),
 }
