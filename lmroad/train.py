@@ -577,7 +577,7 @@ class _Run:
             finals.append(self.data.state)
         if self.recurrent:
             self.data.state = _join_states(finals)
-        return mg.stack(losses).mean()
+        return mg.stack([loss.detach() for loss in losses]).mean()     # (their graphs are spent)
 
     def skip(self, step: _Step) -> None:
         """Count the skipped step ``self.step``, log it and warn; when it makes more than
