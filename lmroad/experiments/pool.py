@@ -170,13 +170,15 @@ def run_all(specs: list[dict], data: Data, out_dir: str, jobs: int = 1, quiet: b
         raise Interrupted(len(results), len(specs), out_dir) from None
     bar.close()
     if size > 1:                          # every rank gets every result; rank 0 saves the others'
+        spec_of = {spec_id(s): s for s in everyone}
         mine = [(spec_id(s), results[spec_id(s)]) for s in todo]
         for r, theirs in enumerate(dist.all_gather_object(mine)):
+            if r == rank:
+                continue
             for sid, result in theirs:
-                if r != rank:
-                    results[sid] = result
-                if rank == 0 and r != 0:
-                    _save(out_dir, next(s for s in everyone if spec_id(s) == sid), result)
+                results[sid] = result
+                if rank == 0:
+                    _save(out_dir, spec_of[sid], result)
     return results
 
 
@@ -185,7 +187,7 @@ def _parallel(todo: list[dict], data: Data, jobs: int, finish, bar: _Bar) -> Non
     env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update({k: "1" for k in env})
     # and they are plain processes, not ranks: the MPI launcher's variables stay out of them
-    launcher = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(_LAUNCHER_PREFIXES)}
+    launcher = {k: os.environ.pop(k) for k in dist.launcher_variables()}
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                   initargs=(data,))
@@ -213,10 +215,6 @@ def _parallel(todo: list[dict], data: Data, jobs: int, finish, bar: _Bar) -> Non
         os.environ.update(launcher)
     pool.shutdown(wait=True)
 
-
-#: what MPI launchers put in the environment of the processes they start (MPICH's Hydra,
-#: Intel MPI, Open MPI, PMIx, Slurm's PMI)
-_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "MPI_LOCALNRANKS", "MPI_LOCALRANKID", "HYDRA_")
 
 
 def _running(pending: dict, jobs: int) -> list[str]:

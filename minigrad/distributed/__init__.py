@@ -32,10 +32,12 @@ from .world import (
     init,
     is_initialized,
     launched_by_mpi,
+    launcher_variables,
     rank,
     world_size,
 )
 
-__all__ = ["init", "is_initialized", "launched_by_mpi", "rank", "world_size", "barrier", "abort",
+__all__ = ["init", "is_initialized", "launched_by_mpi", "launcher_variables", "rank", "world_size",
+           "barrier", "abort",
            "all_reduce", "broadcast", "all_gather_object", "broadcast_object",
            "DistributedDataParallel", "broadcast_optimizer_state", "parameter_fingerprint"]

@@ -40,7 +40,7 @@ import math
 import numpy as np
 
 from .. import backend, nn
-from ..autograd import is_grad_enabled
+from ..autograd import _toposort, is_grad_enabled
 from ..tensor import Tensor
 from . import world
 
@@ -83,8 +83,7 @@ class _Bucket:
 
     def __init__(self, params: list, dev, dtype):
         self.params = params
-        self.sizes = [p.size for p in params]
-        self.offsets = np.cumsum([0] + self.sizes).tolist()
+        self.offsets = np.cumsum([0] + [p.size for p in params]).tolist()   # each one's slice
         self.dev, self.dtype = dev, np.dtype(dtype)
         self.flat = None                    # the array on the wire, made at launch
         self.request = None                 # an MPI request while in flight
@@ -105,8 +104,8 @@ class DistributedDataParallel(nn.Module):
         super().__init__()
         if not isinstance(module, nn.Module):
             raise TypeError(f"DistributedDataParallel: expected an nn.Module, got {type(module).__name__}")
-        if bucket_cap_mb is not None and not (isinstance(bucket_cap_mb, (int, float))
-                                              and bucket_cap_mb > 0):
+        if bucket_cap_mb is not None and (isinstance(bucket_cap_mb, bool) or not (
+                isinstance(bucket_cap_mb, (int, float)) and bucket_cap_mb > 0)):
             raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be a positive number of "
                              f"megabytes or None (one bucket per dtype), got {bucket_cap_mb!r}")
         self.module = module
@@ -119,10 +118,7 @@ class DistributedDataParallel(nn.Module):
         params = [p for p in module.parameters() if p.requires_grad]
         self._params = params
         self._buckets = self._make_buckets(params, bucket_cap_mb)
-        self._where = {}                            # id(param) -> (bucket, index in it)
-        for b in self._buckets:
-            for i, p in enumerate(b.params):
-                self._where[id(p)] = (b, i)
+        self._bucket_of = {id(p): b for b in self._buckets for p in b.params}
         self._sync = True
         self._active = False                        # a backward is being averaged
         self._next = 0                              # the next bucket to launch
@@ -132,16 +128,16 @@ class DistributedDataParallel(nn.Module):
     @staticmethod
     def _make_buckets(params, cap_mb) -> list[_Bucket]:
         cap = math.inf if cap_mb is None else cap_mb * 2**20
-        open_: dict = {}                            # (device, dtype) -> params of the open bucket
+        open_: dict = {}                # (device, dtype) -> [params of the open bucket, their bytes]
         buckets = []
         for p in reversed(params):
-            key = (str(p.device), p.dtype.name)
-            group = open_.setdefault(key, [])
-            group.append(p)
-            if sum(q.size for q in group) * p.dtype.itemsize >= cap:
-                buckets.append(_Bucket(group, p.device, p.dtype))
-                open_[key] = []
-        buckets += [_Bucket(g, g[0].device, g[0].dtype) for g in open_.values() if g]
+            group = open_.setdefault((str(p.device), p.dtype.name), [[], 0])
+            group[0].append(p)
+            group[1] += p.size * p.dtype.itemsize
+            if group[1] >= cap:
+                buckets.append(_Bucket(group[0], p.device, p.dtype))
+                group[:] = [[], 0]
+        buckets += [_Bucket(g, g[0].device, g[0].dtype) for g, _ in open_.values() if g]
         return buckets
 
     @property
@@ -187,8 +183,7 @@ class DistributedDataParallel(nn.Module):
     def _grad_ready(self, p: Tensor) -> None:
         if not self._active:
             return
-        bucket, _ = self._where[id(p)]
-        bucket.pending -= 1
+        self._bucket_of[id(p)].pending -= 1
         self._launch_ready()
 
     def _launch_ready(self) -> None:
@@ -223,8 +218,8 @@ class DistributedDataParallel(nn.Module):
                 b.request = None
             b.flat *= b.dtype.type(1.0 / self.world_size)
             for p, lo, hi in zip(b.params, b.offsets, b.offsets[1:]):
-                if has[id(p)]:
-                    p.grad = Tensor._make(b.flat[lo:hi].reshape(p.shape).copy(), p._device)
+                if has[id(p)]:          # a view: the flat array is this step's, made at launch
+                    p.grad = Tensor._make(b.flat[lo:hi].reshape(p.shape), p._device)
             b.flat = None
 
     def extra_repr(self) -> str:
@@ -233,13 +228,13 @@ class DistributedDataParallel(nn.Module):
 
 
 def _parameters_reached(out) -> set[int]:
-    """ids of the leaf tensors that the outputs' graph reaches (tensors, or tuples,
-    lists and dicts of them)."""
-    stack, seen, leaves = [], set(), set()
+    """ids of the leaf tensors that require grad and that the outputs' graph reaches (the
+    outputs: tensors, or tuples, lists and dicts of them); the engine's own graph walk."""
+    roots = []
 
     def add(o):
         if isinstance(o, Tensor):
-            stack.append(o)
+            roots.append(o)
         elif isinstance(o, (tuple, list)):
             for v in o:
                 add(v)
@@ -247,17 +242,7 @@ def _parameters_reached(out) -> set[int]:
             for v in o.values():
                 add(v)
     add(out)
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        if t._ctx is None:
-            if t.requires_grad:
-                leaves.add(id(t))
-        else:
-            stack.extend(t._ctx.inputs)
-    return leaves
+    return {id(t) for t in _toposort(roots) if t._ctx is None and t.requires_grad}
 
 
 def broadcast_optimizer_state(optimizer, src: int = 0) -> None:
@@ -282,8 +267,8 @@ def broadcast_optimizer_state(optimizer, src: int = 0) -> None:
             if spec[0] == "value":
                 entries[i][k] = spec[1]
                 continue
-            a = backend.to_host(state["state"][i][k]).copy() if w.rank == src \
-                else np.empty(spec[1], dtype=spec[2])
+            a = backend.to_host(state["state"][i][k]) if w.rank == src \
+                else np.empty(spec[1], dtype=spec[2])      # (state_dict's arrays are copies)
             world.broadcast_array(a, w, src)
             entries[i][k] = a
     optimizer.load_state_dict({"state": entries, "param_groups": layout["param_groups"]})

@@ -28,10 +28,12 @@ from .. import backend
 from ..tensor import Tensor
 
 __all__ = ["init", "is_initialized", "rank", "world_size", "barrier", "all_reduce", "broadcast",
-           "all_gather_object", "broadcast_object", "launched_by_mpi", "abort"]
+           "all_gather_object", "broadcast_object", "launched_by_mpi", "launcher_variables", "abort"]
 
-#: environment variables that MPI launchers set in every process they start
-#: (MPICH's Hydra and Intel MPI: PMI_*; Open MPI: OMPI_*; PMIx launchers, Slurm's srun)
+#: what MPI launchers put in the environment of every process they start (MPICH's Hydra and
+#: Intel MPI: PMI_*, HYDRA_*; Open MPI: OMPI_*; PMIx launchers; MPICH's local rank counts)
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCALNRANKS", "MPI_LOCALRANKID")
+#: the ones that say "this process is a rank" (any one of them)
 _LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
 _OPS = ("sum", "mean")
 
@@ -55,6 +57,13 @@ _world: list[_World | None] = [None]
 def launched_by_mpi() -> bool:
     """Was this process started by an MPI launcher (``mpiexec``, ``srun``)?"""
     return any(v in os.environ for v in _LAUNCHER_VARS)
+
+
+def launcher_variables(environ=None) -> list[str]:
+    """The names in ``environ`` (default ``os.environ``) that an MPI launcher set. Remove
+    them from a child process's environment to start it as a plain process, not a rank."""
+    environ = os.environ if environ is None else environ
+    return [k for k in environ if k.startswith(_LAUNCHER_PREFIXES)]
 
 
 def init(abort_on_exception: bool = True) -> None:
@@ -149,13 +158,14 @@ def all_reduce(tensor: Tensor, op: str = "sum") -> Tensor:
     if op not in _OPS:
         raise ValueError(f"all_reduce: op must be 'sum' or 'mean', got {op!r}")
     data = _check_tensor("all_reduce", tensor)
+    if op == "mean" and tensor.dtype.kind != "f":      # before anything is summed in place
+        raise TypeError(f"all_reduce: op='mean' needs a float tensor, got {tensor.dtype}; "
+                        "use op='sum' for integers")
     w = _get()
     if w.size == 1:
         return tensor
     reduce_array(data, w)
     if op == "mean":
-        if tensor.dtype.kind != "f":
-            raise TypeError(f"all_reduce: op='mean' needs a float tensor, got {tensor.dtype}")
         data *= data.dtype.type(1.0 / w.size)
     tensor._bump_version()
     return tensor

@@ -21,6 +21,7 @@ import pytest
 from lmroad.checkpoint import read_checkpoint
 from lmroad.ranks import Ranks
 from lmroad.train import _DataPosition
+from minigrad import distributed as dist
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = {"transformer": ["--n-layer", "1", "--n-head", "2", "--n-embd", "16"],
@@ -44,8 +45,8 @@ def lmroad_train(n: int, text_file, out, model: str, batch: int, *extra: str, ti
         pytest.importorskip("mpi4py", reason='needs mpi4py and mpich: pip install -e ".[distributed]"')
     cmd = args if n == 1 else [_mpiexec(), "-n", str(n), *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    for var in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"):
-        env.pop(var, None)
+    for var in dist.launcher_variables(env):                 # start as a fresh job
+        env.pop(var)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:

@@ -41,6 +41,12 @@ def case_collectives() -> None:
             np.testing.assert_allclose(t.numpy(), want)
         ints = mg.tensor(np.full(4, r + 1, dtype=np.int64), device=device)
         assert dist.all_reduce(ints).numpy().tolist() == [n * (n + 1) // 2] * 4
+        try:                             # refused before anything is summed: ints unchanged
+            dist.all_reduce(ints, op="mean")
+        except TypeError:
+            assert ints.numpy().tolist() == [n * (n + 1) // 2] * 4
+        else:
+            raise AssertionError("all_reduce(op='mean') of an int tensor did not raise")
         b = mg.tensor(np.full((3,), float(r)), device=device)
         dist.broadcast(b, src=n - 1)
         assert b.numpy().tolist() == [float(n - 1)] * 3

@@ -39,8 +39,8 @@ def _mpiexec() -> str:
 def run_ranks(n: int, case: str, timeout: float = 120.0, **extra_env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            **extra_env}
-    for var in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"):
-        env.pop(var, None)
+    for var in dist.launcher_variables(env):                 # start as a fresh job
+        env.pop(var)
     try:
         return subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(CASES), case],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
@@ -105,5 +105,8 @@ def test_without_mpiexec_it_is_a_world_of_one():
     assert ddp.module is model and ddp.world_size == 1
     with pytest.raises(ValueError, match="op must be 'sum' or 'mean', got 'max'"):
         dist.all_reduce(t, op="max")
+    with pytest.raises(TypeError, match="op='mean' needs a float tensor, got int64"):
+        dist.all_reduce(mg.tensor([1, 2]), op="mean")
+    assert dist.launcher_variables({"PMI_RANK": "1", "HOME": "/", "OMPI_X": "y"}) == ["PMI_RANK", "OMPI_X"]
     with pytest.raises(ValueError, match="bucket_cap_mb must be a positive number"):
         dist.DistributedDataParallel(model, bucket_cap_mb=0)
