@@ -50,6 +50,11 @@ class Ranks:
         """This rank's rows of a global batch of ``size · per_rank`` rows."""
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 
+    def every_nth_row(self, *batches):
+        """Rows rank, rank + size, ... of each batch (all of it in a world of one): this
+        rank's share of an evaluation batch."""
+        return batches if self.size == 1 else tuple(b[self.rank::self.size] for b in batches)
+
     def sum(self, *values: float) -> list[float]:
         """The sums over the ranks of a few numbers (one all-reduce, by buffer)."""
         if self.size == 1:

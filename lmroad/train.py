@@ -165,13 +165,13 @@ def evaluate(model, ids, block_size: int, batch_size: int = 32, max_batches: int
     last_state = getattr(model, "last_state", None)
     model.eval()
     total, count = 0.0, 0
-    rank, size = (0, 1) if ranks is None else (ranks.rank, ranks.size)
+    ranks = ranks or Ranks(0, 1)
     try:
         with mg.no_grad():
             if recurrent:
                 state = None
                 for x, y in _lane_windows(ids, batch_size, block_size, device, max_batches):
-                    x, y = _own_rows(x, y, rank, size)           # this rank's lanes
+                    x, y = ranks.every_nth_row(x, y)             # this rank's lanes
                     if not y.size:
                         break
                     _, loss = model(x, y, state=state)
@@ -180,13 +180,13 @@ def evaluate(model, ids, block_size: int, batch_size: int = 32, max_batches: int
                     count += y.size
             else:
                 for x, y in iter_eval_windows(ids, batch_size, block_size, device, max_batches):
-                    x, y = _own_rows(x, y, rank, size)           # this rank's windows
+                    x, y = ranks.every_nth_row(x, y)             # this rank's windows
                     if not y.size:
                         continue
                     _, loss = model(x, y)
                     total += float(loss.item()) * y.size
                     count += y.size
-        if size > 1:
+        if ranks.size > 1:
             total, count = ranks.sum(total, count)
             count = int(count)
     finally:
@@ -198,11 +198,6 @@ def evaluate(model, ids, block_size: int, batch_size: int = 32, max_batches: int
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),
             "bpc": None if chars_per_token is None else loss / LN2 / chars_per_token,
             "tokens": count}
-
-
-def _own_rows(x, y, rank: int, size: int):
-    """Rows rank, rank + size, ... of a batch (all of it in a world of one)."""
-    return (x, y) if size == 1 else (x[rank::size], y[rank::size])
 
 
 def _lane_windows(ids: np.ndarray, batch_size: int, block_size: int, device: str,

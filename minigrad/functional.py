@@ -352,14 +352,13 @@ def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _sequence_shapes(name: str, gx: Tensor, states: tuple[Tensor, ...], weight_hh: Tensor,
-                     bias_hh: Tensor | None, gates: int) -> tuple[int, int, int]:
-    """(T, B, H) for a fused recurrence over gx (T, ..., G·H) from states (..., H) each, or
-    a ValueError naming ``name`` and every shape involved."""
+                     bias_hh: Tensor | None, G: int) -> tuple[int, int, int]:
+    """(T, B, H) for a fused recurrence of G gates over gx (T, ..., G·H) from states
+    (..., H) each, or a ValueError naming ``name`` and every shape involved."""
     require_float(gx, name)
     h0 = states[0]
     H = h0.shape[-1] if h0.ndim else 0
     batch = h0.shape[:-1]
-    G = gates
     if (gx.ndim < 1 or h0.ndim == 0 or gx.shape[1:] != batch + (G * H,)
             or any(s.shape != h0.shape for s in states)
             or weight_hh.shape != (G * H, H) or (bias_hh is not None and bias_hh.shape != (G * H,))):

@@ -100,23 +100,22 @@ class Linear(Function):
 
     def backward_raw(self, g):
         x, w = self.inputs[0], self.inputs[1]
-        out, inp = w.shape
-        rows = math.prod(g.shape[:-1])          # explicit, so empty batches reshape too
-        g2 = g.reshape(rows, out)
+        g2 = _rows(g)                           # (rows, out)
         if profile.active:                      # dx = G W (rows, out) @ (out, in), dW = Gᵀ x
             if x.requires_grad:
                 profile.add_matmul(g2, w.data)
             if w.requires_grad:
-                profile.add_matmul((out, rows), (rows, inp))
+                profile.add_matmul(g2.T, _rows(x.data))
         grads = [(g2 @ w.data).reshape(x.shape) if x.requires_grad else None,
-                 g2.T @ x.data.reshape(rows, inp) if w.requires_grad else None]
+                 g2.T @ _rows(x.data) if w.requires_grad else None]
         if len(self.inputs) == 3:
             grads.append(g2.sum(axis=0))
         return grads
 
 
 def _rows(x):
-    """``x`` (..., n) as one matrix (rows, n): a single BLAS product then, where NumPy's
+    """``x`` (..., n) as one matrix (rows, n; the row count explicit, so that an empty batch
+    reshapes too): a single BLAS product then, where NumPy's
     matmul of a 3-D array by a matrix runs one product per leading index (measured 1.3
     to 2 times slower for the baby GPT's layers, 12 × 64 rows, on an AMD EPYC)."""
     return x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
