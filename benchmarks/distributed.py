@@ -75,6 +75,9 @@ def fit_alpha_bandwidth(n: int, sizes: list[int], times: list[float]) -> tuple[f
     import numpy as np
     A = np.stack([np.ones(len(sizes)), np.asarray(sizes, float)], axis=1)
     (a, b), *_ = np.linalg.lstsq(A, np.asarray(times), rcond=None)
+    if b <= 0:
+        raise SystemExit(f"distributed.py: the all-reduce times did not grow with the size ({times}); "
+                         "the machine was too noisy for the fit: rerun it quieter, or with more repeats")
     return max(a, 0.0) / (2 * (n - 1)), 2 * (n - 1) / n / b
 
 
