@@ -1,32 +1,48 @@
 """Checkpoints: one directory per run, no pickle anywhere, crash-safe writes.
 
     out/lstm/
-        checkpoint.json                    what was saved and which weights file belongs to it
-        weights-00001200-3f9a1c2e.npz      every array: model weights, optimizer moments, ...
-        metrics.jsonl                      the run's log, one JSON record per line (lmroad.train)
-        best/                              the same layout: the checkpoint with the lowest val loss
+        checkpoint.json                          what was saved, and the names, sizes and hashes
+                                                 of the two weights files that belong to it
+        model.safetensors                        the model's weights, a tied weight stored once:
+                                                 the file other tools read (a stable name)
+        state-00001200-3f9a1c2e.safetensors      every other array: optimizer moments, a carried
+                                                 hidden state, ... (absent if there is none)
+        metrics.jsonl                            the run's log, one JSON record per line (lmroad.train)
+        best/                                    the same layout: the checkpoint with the lowest val loss
 
 ``checkpoint.json`` holds the model kind and config, the tokenizer, the step,
 the data position (the batcher's state), the RNG state, the training config,
 the metrics, the optimizer's hyperparameters, and the name, size and SHA-256
-of its weights file. Arrays never go into the JSON: any array in a saved
-structure (optimizer moments, a carried hidden state) is stored in the npz
-under a prefixed key (``model/...``, ``optimizer/...``, ``extra/...``) and
-the JSON holds ``{"__array__": key}`` in its place.
+of each weights file. Arrays never go into the JSON: any array in a saved
+structure (optimizer moments, a carried hidden state) is stored in the state
+file under a prefixed key (``optimizer/...``, ``data/...``, ``extra/...``)
+and the JSON holds ``{"__array__": key}`` in its place. Weights that are one
+Parameter under two names (``lm_head.weight`` *is* ``wte.weight``) are
+stored once, under the first name; ``model.tied`` in the JSON maps the
+second to the first.
 
-Why ``.npz``: NumPy writes it with no extra dependency, and its format is
-simple enough to read back without trusting it (``lmroad.npz_reader``: no
-``np.load``, nothing unpickled). safetensors would do the same job with a
-second dependency and nothing we need beyond it (we do not memory-map
-multi-gigabyte weights).
+Why safetensors: its header is JSON and its data plain bytes, so a file can
+be read without trusting it (``lmroad.safetensors_file``: no pickle, every
+size checked before anything is allocated), and every tool of the field
+reads it (``safetensors.numpy.load_file("out/lstm/model.safetensors")``).
+Checkpoints written before (format version 1: one ``weights-*.npz`` holding
+everything) still load, through ``lmroad.npz_reader``.
 
 Crash safety. Every file is written to a temporary file in the same
 directory, flushed and fsynced, then renamed over its final name with
-``os.replace`` (atomic on POSIX and Windows). The weights file gets a new
-name at every save and is written first; ``checkpoint.json``, written last,
-names it. A crash at any moment therefore leaves either the old JSON naming
-the old (untouched) weights, or the new JSON naming the new weights; files
-that no JSON names (an interrupted save's) are removed by the next save.
+``os.replace`` (atomic on POSIX and Windows). A save writes, in order:
+
+  1. the state file, under a name no earlier save used;
+  2. ``checkpoint.next.json``, the new JSON (naming the new files);
+  3. ``model.safetensors``, over the old one;
+  4. ``checkpoint.next.json`` renamed to ``checkpoint.json``: the commit.
+
+``model.safetensors`` keeps its name, so replacing it destroys the old
+weights: everything the new checkpoint needs is in place before that. A
+crash before step 3 leaves the old JSON and the old files, which match; a
+crash after it leaves ``checkpoint.next.json`` and the new files, which
+match, and the loader takes them (the next save finishes the tidying).
+Files that no JSON names (an interrupted save's) are removed by the next save.
 
 Loading trusts nothing in the files, and checks everything before anything
 is allocated or used. Each problem raises one ``CheckpointError`` that names
@@ -36,34 +52,37 @@ was). What is checked, in order:
 
   checkpoint.json  a regular file of at most 64 MiB, UTF-8 JSON, no key twice in
                    one object, nested at most 64 deep; ``format``, ``version``;
-                   ``step`` an int in [0, 2**63); ``weights_file`` a plain name in
-                   this directory; ``weights_bytes``, ``weights_sha256``;
-                   ``metrics`` an object (``best``: val_loss a finite number or
-                   null, step an int or null); ``train_config`` an object or null;
-                   the tokenizer one ``lmroad.data`` can rebuild, with no more
-                   tokens than the model's vocab_size.
+                   ``step`` an int in [0, 2**63); ``weights_file``
+                   ``model.safetensors`` and ``state_file`` a plain name in this
+                   directory (version 1: one ``weights-*.npz``); their sizes and
+                   SHA-256; ``model.tied`` names listed weights; ``metrics`` an
+                   object (``best``: val_loss a finite number or null, step an int
+                   or null); ``train_config`` an object or null; the tokenizer one
+                   ``lmroad.data`` can rebuild, with no more tokens than the
+                   model's vocab_size.
   model config     for a kind in ``lmroad.models.MODELS``: only its config
                    dataclass's fields, each of its type (ints: 1 to 2**31 - 1;
                    floats: finite; no bool for a number, no number for a bool),
                    then the dataclass's own checks (ranges such as dropout in [0, 1)).
-  the npz          a regular file of exactly ``weights_bytes`` bytes whose SHA-256
-                   matches, starting like a zip (a pickle renamed is refused by its
-                   first bytes); then ``lmroad.npz_reader``: unique member names,
-                   uncompressed, member sizes within the file, every header a plain
-                   little-endian bool/int/float C-order array whose shape times
-                   itemsize is its member's size: all from the zip directory and
-                   the headers, before any data is read.
+  weights files    regular files of exactly the size the JSON gives whose SHA-256
+                   matches, each starting as its format does (a pickle renamed is
+                   refused by its first bytes); then the header: for safetensors
+                   ``lmroad.safetensors_file`` (dtypes plain numbers, shapes
+                   matching byte ranges that tile the data), for an npz
+                   ``lmroad.npz_reader`` (unique uncompressed members whose
+                   headers are plain arrays matching their sizes): all from the
+                   headers, before any data is read.
   weights          exactly the names ``checkpoint.json`` lists; for a known kind
                    exactly the names, shapes and dtype kinds its config implies
                    (``lmroad.weight_shapes``), before the model is built, so a
                    config claiming n_embd=10**9 or n_layer=10**9 costs nothing;
                    float arrays finite.
-  references       every ``{"__array__": key}`` names an array in the npz, every
-                   array is named by the JSON, tagged objects are well formed and
-                   a restored dict has no key twice.
+  references       every ``{"__array__": key}`` names an array of the state file,
+                   every array is named by the JSON, tagged objects are well
+                   formed and a restored dict has no key twice.
 
 For a model kind lmroad does not know (saved with ``model_kind=``) the
-config is not checked; the arrays are still bounded by the file's size.
+config is not checked; the arrays are still bounded by the files' sizes.
 Weights are stored as host arrays, so a checkpoint saved on one device loads
 on any other.
 
@@ -77,7 +96,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -98,16 +116,20 @@ from minigrad.tensor import Tensor
 from .data import tokenizer_from_dict
 from .models import MODELS
 from .npz_reader import ArchiveError, NpzArchive
+from .safetensors_file import SafetensorsError, SafetensorsFile, to_bytes
 from .weight_shapes import KINDS, expected_weights
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "read_checkpoint", "load_model",
-           "restore_model", "has_checkpoint", "CHECKPOINT_FILE", "read_metrics_log",
+           "restore_model", "has_checkpoint", "CHECKPOINT_FILE", "MODEL_FILE", "read_metrics_log",
            "truncate_metrics_log"]
 
 CHECKPOINT_FILE = "checkpoint.json"
+MODEL_FILE = "model.safetensors"
+NEXT_FILE = "checkpoint.next.json"     # a save's new JSON, until it is renamed to CHECKPOINT_FILE
 FORMAT = "lmroad-checkpoint"
-VERSION = 1
-_WEIGHTS_NAME = re.compile(r"weights-\d{8,}-[0-9a-f]{8}\.npz")
+VERSION = 2                            # 2: model.safetensors + a state file; 1: one weights-*.npz
+_NPZ_NAME = re.compile(r"weights-\d{8,}-[0-9a-f]{8}\.npz")          # version 1's weights file
+_STATE_NAME = re.compile(r"state-\d{8,}-[0-9a-f]{8}\.safetensors")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = ".tmp-"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -383,6 +405,24 @@ def _model_identity(model, model_kind: str | None, model_config: dict | None) ->
     return kind, {k: v.item() if isinstance(v, np.generic) else v for k, v in model_config.items()}
 
 
+def _model_arrays(model) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
+    """(arrays to store by weight name, every weight name, tied name -> the name it is stored
+    under): a Parameter that appears under several names is stored once."""
+    arrays: dict[str, np.ndarray] = {}
+    names, tied, first = [], {}, {}
+    for name, t in model.state_dict().items():
+        names.append(name)
+        key = id(t.data)                       # the same Parameter: the same array under each name
+        if key in first:
+            tied[name] = first[key]
+            continue
+        first[key] = name
+        packed: dict[str, np.ndarray] = {}
+        _pack(t, f"model/{name}", packed)
+        arrays[name] = packed[f"model/{name}"]
+    return arrays, names, tied
+
+
 def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, tokenizer=None,
                     optimizer=None, data_state: Any = None, rng_state: Any = None,
                     train_config: dict | None = None, metrics: dict | None = None,
@@ -393,56 +433,58 @@ def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, token
     ``tokenizer`` may be a tokenizer (its ``to_dict()`` is stored) or a dict;
     ``optimizer`` an optimizer (its ``state_dict()``) or a state dict.
     ``data_state``, ``rng_state`` and ``extra`` are any nesting of dicts,
-    lists, tuples, numbers, strings and arrays (arrays go to the npz).
+    lists, tuples, numbers, strings and arrays (arrays go to the state file).
     What the loader would refuse (a config or weights that do not fit, a JSON
     over its limits) is refused here, before anything is written."""
     directory = Path(directory)
     kind, config = _model_identity(model, model_kind, model_config)
 
-    arrays: dict[str, np.ndarray] = {}
-    weight_names = []
-    for name, t in model.state_dict().items():
-        _pack(t, f"model/{name}", arrays)
-        weight_names.append(name)
+    weights, weight_names, tied = _model_arrays(model)
     _check_model(f"save_checkpoint({directory})", kind, config,
-                 {n: (arrays[f"model/{n}"].shape, arrays[f"model/{n}"].dtype) for n in weight_names})
+                 {n: (weights[tied.get(n, n)].shape, weights[tied.get(n, n)].dtype) for n in weight_names})
+    state: dict[str, np.ndarray] = {}
     opt_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
     tok = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "model": {"kind": kind, "config": config, "weights": weight_names},
+        "model": {"kind": kind, "config": config, "weights": weight_names, "tied": tied},
         "step": int(step),
-        "tokenizer": _pack(tok, "tokenizer", arrays),
-        "optimizer": _pack(opt_state, "optimizer", arrays),
-        "data_state": _pack(data_state, "data", arrays),
-        "rng_state": _pack(rng_state, "rng", arrays),
-        "train_config": _pack(train_config, "train_config", arrays),
-        "metrics": _pack(metrics or {}, "metrics", arrays),
-        "extra": _pack(extra, "extra", arrays),
+        "tokenizer": _pack(tok, "tokenizer", state),
+        "optimizer": _pack(opt_state, "optimizer", state),
+        "data_state": _pack(data_state, "data", state),
+        "rng_state": _pack(rng_state, "rng", state),
+        "train_config": _pack(train_config, "train_config", state),
+        "metrics": _pack(metrics or {}, "metrics", state),
+        "extra": _pack(extra, "extra", state),
     }
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    raw = buffer.getvalue()
-    weights_name = f"weights-{int(step):08d}-{os.urandom(4).hex()}.npz"
-    meta.update(weights_file=weights_name, weights_bytes=len(raw),
-                weights_sha256=hashlib.sha256(raw).hexdigest())
+    model_raw = to_bytes(weights, {"format": "np", "producer": "lmroad"})
+    state_raw = to_bytes(state) if state else None
+    state_name = f"state-{int(step):08d}-{os.urandom(4).hex()}.safetensors" if state else None
+    meta.update(weights_file=MODEL_FILE, weights_bytes=len(model_raw),
+                weights_sha256=hashlib.sha256(model_raw).hexdigest(), state_file=state_name,
+                state_bytes=len(state_raw) if state else 0,
+                state_sha256=hashlib.sha256(state_raw).hexdigest() if state else None)
     text = json.dumps(meta, indent=1).encode("utf-8")
     if len(text) > _MAX_JSON_BYTES or _depth(meta) > _MAX_JSON_DEPTH:
         raise CheckpointError(f"cannot save to {directory}: {CHECKPOINT_FILE} would be {len(text)} "
                               f"bytes nested {_depth(meta)} deep; the limits are {_MAX_JSON_BYTES} "
                               f"bytes and {_MAX_JSON_DEPTH} levels (store big data as arrays)")
 
-    # 1. the weights, under a name no earlier save used; 2. the JSON that makes them current
+    # the order that keeps a matching JSON and files at every moment (the module docstring)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / weights_name, lambda f: f.write(raw))
+    if state_raw is not None:
+        _atomic_write(directory / state_name, lambda f: f.write(state_raw))          # 1. new name
+    _atomic_write(directory / NEXT_FILE, lambda f: f.write(text))                    # 2. the new JSON
+    _atomic_write(directory / MODEL_FILE, lambda f: f.write(model_raw))             # 3. the weights
     json_path = directory / CHECKPOINT_FILE
-    _atomic_write(json_path, lambda f: f.write(text))
+    os.replace(directory / NEXT_FILE, json_path)                                      # 4. the commit
+    _fsync_dir(directory)
 
-    # 3. tidy: weights no JSON names any more, temporary files of interrupted saves
+    # tidy: state and version-1 weights files no JSON names any more, interrupted saves' files
     for p in directory.iterdir():
-        stale_weights = _WEIGHTS_NAME.fullmatch(p.name) and p.name != weights_name
-        if (stale_weights or p.name.startswith(_TMP_PREFIX)) and p.is_file():
+        stale = (_STATE_NAME.fullmatch(p.name) and p.name != state_name) or _NPZ_NAME.fullmatch(p.name)
+        if (stale or p.name.startswith(_TMP_PREFIX)) and p.is_file():
             p.unlink(missing_ok=True)
     return json_path
 
@@ -556,9 +598,10 @@ def _read_json(json_path: Path) -> dict:
     meta = _parse_json(json_path, raw)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{json_path}: not an lmroad checkpoint (no \"format\": \"{FORMAT}\")")
-    if not _is_int(meta.get("version"), VERSION, VERSION):
-        raise CheckpointError(f"{json_path}: checkpoint format version {meta.get('version')!r:.40}; this "
-                              f"lmroad reads version {VERSION}")
+    version = meta.get("version")
+    if not _is_int(version, 1, VERSION):
+        raise CheckpointError(f"{json_path}: checkpoint format version {version!r:.40}; this "
+                              f"lmroad reads versions 1 to {VERSION}")
     problems = []
     model = meta.get("model")
     if not (isinstance(model, dict) and isinstance(model.get("kind"), str)
@@ -568,17 +611,37 @@ def _read_json(json_path: Path) -> dict:
                         "(a list of names)")
     elif len(set(model["weights"])) != len(model["weights"]):
         problems.append("'model.weights' lists a name twice")
+    else:
+        tied = model.setdefault("tied", {})
+        listed = set(model["weights"])
+        if not (isinstance(tied, dict) and all(isinstance(v, str) for v in tied.values())
+                and set(tied) <= listed and set(tied.values()) <= listed - set(tied)):
+            problems.append(f"'model.tied' must map listed weight names to listed names that are not "
+                            f"tied themselves, got {tied!r:.80}")
     if not _is_int(meta.get("step"), 0, _MAX_STEP):
         problems.append(f"'step' must be an int from 0 to {_MAX_STEP}, got {meta.get('step')!r:.40}")
+    # the files' names: plain names in this directory, never a path that points elsewhere
     name = meta.get("weights_file")
-    if not (isinstance(name, str) and _WEIGHTS_NAME.fullmatch(name)):
-        # a plain file name in this directory: never a path that points elsewhere
+    if version == 1 and not (isinstance(name, str) and _NPZ_NAME.fullmatch(name)):
         problems.append(f"'weights_file' must be a name like weights-00000000-0123abcd.npz, "
                         f"got {name!r:.80}")
+    if version > 1 and name != MODEL_FILE:
+        problems.append(f"'weights_file' must be {MODEL_FILE!r}, got {name!r:.80}")
     if not (isinstance(meta.get("weights_sha256"), str) and _SHA256.fullmatch(meta["weights_sha256"])
             and _is_int(meta.get("weights_bytes"), 0, _MAX_STEP)):
         problems.append("'weights_sha256' (64 hex digits) and 'weights_bytes' (an int >= 0) are "
                         "missing or malformed")
+    if version > 1:
+        state, ok = meta.get("state_file"), False
+        if state is None:
+            ok = meta.get("state_sha256") is None and meta.get("state_bytes") == 0
+        elif isinstance(state, str) and _STATE_NAME.fullmatch(state):
+            ok = (isinstance(meta.get("state_sha256"), str) and _SHA256.fullmatch(meta["state_sha256"])
+                  and _is_int(meta.get("state_bytes"), 0, _MAX_STEP))
+        if not ok:
+            problems.append(f"'state_file' must be null (with 'state_bytes' 0 and 'state_sha256' null) "
+                            f"or a name like state-00000000-0123abcd.safetensors with its size and "
+                            f"SHA-256, got {state!r:.80}")
     metrics = meta.get("metrics")
     best = metrics.get("best") if isinstance(metrics, dict) else None
     if not isinstance(metrics, (dict, type(None))):
@@ -601,60 +664,134 @@ def _read_json(json_path: Path) -> dict:
     return meta
 
 
-def _read_weights_bytes(json_path: Path) -> tuple[dict, Path, bytes]:
-    """(JSON, weights path, weights bytes), read as one consistent pair.
+class _Mismatch(Exception):
+    """A file the JSON names is missing or differs from it: an interrupted save, or a save racing us."""
 
-    A trainer saving into the same directory replaces the JSON and then
-    deletes the weights file the old JSON named; a reader caught between the
-    two reads the JSON again. The weights are read whole, once, so every
-    check below sees the same bytes."""
-    for attempt in range(3):
-        meta = _read_json(json_path)
-        path = json_path.parent / meta["weights_file"]
+
+def _named_files(meta: dict) -> list[tuple[str, int, str]]:
+    """(name, bytes, SHA-256) of each file a checkpoint's JSON names."""
+    files = [(meta["weights_file"], meta["weights_bytes"], meta["weights_sha256"])]
+    if meta["version"] > 1 and meta["state_file"] is not None:
+        files.append((meta["state_file"], meta["state_bytes"], meta["state_sha256"]))
+    return files
+
+
+def _read_named(json_path: Path, meta: dict) -> dict[Path, bytes]:
+    """The bytes of every file ``meta`` names, each of its size and SHA-256 (else ``_Mismatch``)."""
+    out = {}
+    for name, size, sha in _named_files(meta):
+        path = json_path.parent / name
         try:
-            raw = _read_regular_file(path, meta["weights_bytes"], meta["weights_bytes"])
+            raw = _read_regular_file(path, size, size)
         except FileNotFoundError:
-            if attempt == 2 or _read_json(json_path) == meta:   # not a save racing us: really missing
-                raise CheckpointError(f"{path}: missing; {CHECKPOINT_FILE} names it as its weights "
-                                      "file") from None
-            continue
-        if raw[:4] != _ZIP_MAGIC:
+            raise _Mismatch(f"{path}: missing; {json_path.name} names it") from None
+        except CheckpointError as e:
+            raise _Mismatch(str(e)) from None
+        if meta["version"] == 1 and raw[:4] != _ZIP_MAGIC:
             raise CheckpointError(f"{path}: not an .npz (zip) archive (first bytes {raw[:4]!r}); refused "
                                   "without reading it further (it may be a pickle, which could run code)")
-        if hashlib.sha256(raw).hexdigest() != meta["weights_sha256"]:
-            raise CheckpointError(f"{path}: SHA-256 does not match {CHECKPOINT_FILE}; the file is "
-                                  "corrupt or was replaced")
-        return meta, path, raw
+        if hashlib.sha256(raw).hexdigest() != sha:
+            raise _Mismatch(f"{path}: SHA-256 does not match {json_path.name}; the file is corrupt or "
+                            "was replaced")
+        out[path] = raw
+    return out
+
+
+def _read_files(json_path: Path) -> tuple[dict, dict[Path, bytes]]:
+    """(JSON, {path: bytes} of the files it names), read as one consistent set.
+
+    A trainer saving into the same directory replaces the files while we
+    read; a reader caught in between reads the JSON again. A save that
+    crashed after replacing ``model.safetensors`` left its complete new JSON
+    in ``checkpoint.next.json``: that is taken when its files match and the
+    committed JSON's do not. Each file is read whole, once, so every check
+    below sees the same bytes."""
+    for attempt in range(3):
+        meta = _read_json(json_path)
+        try:
+            return meta, _read_named(json_path, meta)
+        except _Mismatch as e:
+            problem = e
+        pending = json_path.parent / NEXT_FILE
+        if pending.is_file():
+            try:
+                next_meta = _read_json(pending)
+                return next_meta, _read_named(pending, next_meta)
+            except (_Mismatch, CheckpointError):
+                pass
+        if attempt == 2 or _read_json(json_path) == meta:     # not a save racing us: really broken
+            raise CheckpointError(str(problem)) from None
     raise AssertionError("unreachable")
 
 
-def _read_arrays(path: Path, raw: bytes, meta: dict) -> dict[str, np.ndarray]:
-    """Every array of the weights file ``raw``, as host arrays: first every header checked
-    against the file and the model weights against their config, then the data."""
-    try:
-        archive = NpzArchive(raw)
-    except ArchiveError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    names = meta["model"]["weights"]
-    in_file = [k[len("model/"):] for k in archive.headers if k.startswith("model/")]
-    missing = [n for n in names if f"model/{n}" not in archive.headers]
-    unlisted = [n for n in in_file if n not in names]
-    if missing or unlisted:
-        raise CheckpointError(f"{path}: missing weights {missing[:10]} that {CHECKPOINT_FILE} lists"
-                              + (f", and holds weights {unlisted[:10]} it does not" if unlisted else ""))
-    _check_model(str(path), meta["model"]["kind"], meta["model"]["config"],
-                 {n: (archive.headers[f"model/{n}"].shape, archive.headers[f"model/{n}"].dtype)
-                  for n in names})
-    arrays: dict[str, np.ndarray] = {}
-    for key in archive.headers:
+def _open_archives(meta: dict, files: dict[Path, bytes]) -> list[tuple[Path, Any]]:
+    """(path, archive) for each file: its header checked, no data read yet. Version 2's
+    model file names its arrays without the ``model/`` prefix; it is added here."""
+    out = []
+    for path, raw in files.items():
         try:
-            a = arrays[key] = archive.read(key)
-        except ArchiveError as e:
-            raise CheckpointError(f"{path}: {e}") from None
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            bad = int((~np.isfinite(a)).sum())
-            raise CheckpointError(f"{path}: array {key!r} holds {bad} non-finite value(s) (NaN or inf); "
-                                  "the run that saved it had diverged")
+            if meta["version"] == 1:
+                out.append((path, NpzArchive(raw)))
+            else:
+                out.append((path, _Prefixed(SafetensorsFile(raw), "model/" if path.name == MODEL_FILE
+                                            else "")))
+        except (ArchiveError, SafetensorsError) as e:
+            hint = "" if meta["version"] == 1 else " (it may be a pickle, which could run code: refused)"
+            raise CheckpointError(f"{path}: {e}{hint}") from None
+    return out
+
+
+class _Prefixed:
+    """A ``SafetensorsFile`` seen through keys with a prefix, as ``NpzArchive``: ``headers``
+    of (shape, dtype) and ``read(key)``."""
+
+    def __init__(self, file: SafetensorsFile, prefix: str):
+        self.file, self.prefix = file, prefix
+        self.headers = {prefix + k: _Header(file.shape(k), file.dtype(k)) for k in file.headers}
+
+    def read(self, key: str) -> np.ndarray:
+        return self.file.read(key[len(self.prefix):])
+
+
+@dataclass(frozen=True)
+class _Header:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _read_arrays(meta: dict, files: dict[Path, bytes]) -> dict[str, np.ndarray]:
+    """Every array of the weights files, as host arrays, keyed as the JSON refers to them
+    (``model/<name>`` for weights): first every header checked against its file and the
+    model weights against their config, then the data."""
+    archives = _open_archives(meta, files)
+    names, tied = meta["model"]["weights"], meta["model"]["tied"]
+    stored = [n for n in names if n not in tied]                  # tied weights are stored once
+    weights_path, weights = archives[0]
+    in_file = [k[len("model/"):] for k in weights.headers if k.startswith("model/")]
+    missing = [n for n in stored if f"model/{n}" not in weights.headers]
+    unlisted = [n for n in in_file if n not in stored]
+    if missing or unlisted:
+        raise CheckpointError(f"{weights_path}: missing weights {missing[:10]} that {CHECKPOINT_FILE} "
+                              "lists" + (f", and holds weights {unlisted[:10]} it does not" if unlisted
+                                         else ""))
+    _check_model(str(weights_path), meta["model"]["kind"], meta["model"]["config"],
+                 {n: (weights.headers[f"model/{tied.get(n, n)}"].shape,
+                      weights.headers[f"model/{tied.get(n, n)}"].dtype) for n in names})
+    arrays: dict[str, np.ndarray] = {}
+    for path, archive in archives:
+        for key in archive.headers:
+            if key in arrays:
+                raise CheckpointError(f"{path}: holds {key!r}, which another weights file holds too")
+            try:
+                a = arrays[key] = archive.read(key)
+            except ArchiveError as e:
+                raise CheckpointError(f"{path}: {e}") from None
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                bad = int((~np.isfinite(a)).sum())
+                raise CheckpointError(f"{path}: array {key!r} holds {bad} non-finite value(s) (NaN or "
+                                      "inf); the run that saved it had diverged")
+    for alias, source in tied.items():
+        arrays[f"model/{alias}"] = arrays[f"model/{source}"]
     return arrays
 
 
@@ -664,8 +801,8 @@ def read_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     Raises ``CheckpointError`` for anything wrong (see the module docstring
     for what is checked); returns host arrays only."""
     json_path = _json_path(Path(directory))
-    meta, weights_path, raw = _read_weights_bytes(json_path)
-    arrays = _read_arrays(weights_path, raw, meta)
+    meta, files = _read_files(json_path)
+    arrays = _read_arrays(meta, files)
     names = meta["model"]["weights"]
     used = {f"model/{n}" for n in names}
     parts = {part: _unpack(meta.get(part), arrays, f"{json_path}: '{part}'", used)
@@ -673,7 +810,7 @@ def read_checkpoint(directory: str | os.PathLike) -> Checkpoint:
                           "metrics", "extra")}
     unnamed = sorted(set(arrays) - used)
     if unnamed:
-        raise CheckpointError(f"{weights_path}: holds arrays {unnamed[:10]} that {CHECKPOINT_FILE} "
+        raise CheckpointError(f"{list(files)[-1]}: holds arrays {unnamed[:10]} that {CHECKPOINT_FILE} "
                               "does not name")
     return Checkpoint(
         directory=json_path.parent,
