@@ -1,4 +1,5 @@
-"""The command line: ``python -m lmroad train|sample|eval|plot|road`` (or the ``lmroad`` script).
+"""The command line: ``python -m lmroad train|sample|eval|plot|import|export|road`` (or the
+``lmroad`` script).
 
     python -m lmroad train --model lstm --data notes.txt --max-iters 2000 --out out/lstm
     python -m lmroad train --out out/lstm --resume --max-iters 4000   # continue the same run
@@ -7,6 +8,8 @@
     python -m lmroad eval --checkpoint out/lstm/best --split val
     python -m lmroad plot out/lstm                                    # -> out/lstm/metrics.png
     python -m lmroad road                                             # every model, one report
+    python -m lmroad import --from hf-gpt2 gpt2/ --out out/gpt2       # GPT-2 as a checkpoint
+    python -m lmroad export --to hf-gpt2 --checkpoint out/transformer --out out/hf
     python -m lmroad train --threads 2 ...                            # 2 BLAS threads (default 1)
 
 Settings of ``train`` come from, highest first: the flags, the ``--config``
@@ -35,6 +38,7 @@ limits NumPy's BLAS to N threads before the command runs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -212,7 +216,7 @@ def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a checkpoint",
                        description="Generate text from a trained checkpoint.")
     p.add_argument("--checkpoint", required=True, type=_nonempty, metavar="DIR",
-                   help="a checkpoint folder, e.g. out/lstm")
+                   help="a checkpoint folder, e.g. out/lstm, or a Hugging Face GPT-2 folder")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", help="text to continue, not empty (default: a newline)")
     src.add_argument("--prompt-file", type=_nonempty, metavar="PATH",
@@ -257,17 +261,52 @@ def _add_eval(sub) -> None:
     add_threads_argument(p)
 
 
+def _add_import(sub) -> None:
+    from .interop import SOURCES
+    p = sub.add_parser("import", help="a GPT-2 or nanoGPT model as an lmroad checkpoint",
+                       description="Read a Hugging Face GPT-2 folder (config.json, model.safetensors, "
+                                   "vocab.json, merges.txt) or a nanoGPT checkpoint and save it as an "
+                                   "lmroad checkpoint, for lmroad sample, eval and export. Nothing is "
+                                   "downloaded.")
+    p.add_argument("path", type=_nonempty, metavar="PATH", help="the model folder (or nanoGPT's ckpt.pt)")
+    p.add_argument("--from", dest="source", choices=SOURCES, default=None,
+                   help="what PATH holds (default: guessed from its files)")
+    p.add_argument("--out", required=True, type=_nonempty, metavar="DIR", help="the checkpoint folder to write")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also read PyTorch .bin/.pt files, which are pickles and can run code when loaded "
+                        "(read with torch.load(weights_only=True)); off by default")
+    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in --out")
+    add_threads_argument(p)
+
+
+def _add_export(sub) -> None:
+    from .interop import TARGETS
+    p = sub.add_parser("export", help="a checkpoint's model for PyTorch, nanoGPT or Hugging Face",
+                       description="Write the model of an lmroad checkpoint as safetensors with the "
+                                   "target's names and layouts, and its config (and tokenizer) beside: "
+                                   "torch (RNN, LSTM, GRU models: nn.Embedding + nn.RNN/LSTM/GRU + "
+                                   "nn.Linear), nanogpt or hf-gpt2 (Transformer models).")
+    p.add_argument("--to", required=True, choices=TARGETS, help="the target layout")
+    p.add_argument("--checkpoint", required=True, type=_nonempty, metavar="DIR",
+                   help="a checkpoint folder, e.g. out/transformer")
+    p.add_argument("--out", required=True, type=_nonempty, metavar="DIR", help="the folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
+    add_threads_argument(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmroad", description="The road of language models, "
                                      "from n-gram to Transformer, on minigrad.",
                                      epilog="Every command takes --threads N (anywhere on the line): "
                                             "BLAS threads, default 1 (see lmroad train --help).")
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval,plot,road}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,eval,plot,import,export,road}")
     sub.required = True
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
     _add_plot(sub)
+    _add_import(sub)
+    _add_export(sub)
     sub.add_parser("road", help="train every model and write the comparison report "
                    "(python -m lmroad road --help)", add_help=False)
     return parser
@@ -350,8 +389,37 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    from .interop import import_pretrained
+    path = import_pretrained(args.path, args.out, args.source, allow_pickle=args.allow_pickle,
+                             overwrite=args.overwrite)
+    print(f"{path}\nsample: python -m lmroad sample --checkpoint {args.out} --prompt \"...\"")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .interop import export_checkpoint
+    for path in export_checkpoint(args.checkpoint, args.to, args.out, overwrite=args.overwrite):
+        print(path)
+    return 0
+
+
+def _load_for_sampling(folder: str, device: str):
+    """(model, Checkpoint) from an lmroad checkpoint, or straight from a Hugging Face GPT-2
+    folder (no checkpoint.json, a config.json)."""
+    from .checkpoint import Checkpoint, has_checkpoint, load_model
+    path = Path(folder)
+    if has_checkpoint(path) or not (path / "config.json").is_file():
+        return load_model(path, device)
+    from .interop import load_pretrained
+    model, tokenizer = load_pretrained(path, "hf-gpt2")
+    info = Checkpoint(directory=path, model_kind=model.model_type,
+                      model_config=dataclasses.asdict(model.config), weights={},
+                      tokenizer=None if tokenizer is None else tokenizer.to_dict())
+    return model.to(device), info
+
+
 def _run_sample(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
     from .sample import check_sample_args, sample
     check_sample_args(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.num_samples,
                       args.seed)
@@ -362,7 +430,7 @@ def _run_sample(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"--prompt-file {args.prompt_file}: cannot read it as UTF-8 text "
                              f"({e})") from None
-    loaded = load_model(args.checkpoint, args.device)
+    loaded = _load_for_sampling(args.checkpoint, args.device)
     texts = sample(loaded, prompt=prompt, max_new_tokens=args.max_new_tokens,
                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                    num_samples=args.num_samples, seed=args.seed, device=args.device)
@@ -441,10 +509,11 @@ def _user_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
     from .checkpoint import CheckpointError
     from .data import CorpusError
+    from .interop import InteropError
     from .train import TrainingDiverged
     return ((ValueError, TypeError, IndexError),
-            (CheckpointError, CorpusError, DeviceError, TrainingDiverged, OSError, MemoryError,
-             ImportError))
+            (CheckpointError, CorpusError, InteropError, DeviceError, TrainingDiverged, OSError,
+             MemoryError, ImportError))
 
 
 def _take_threads(argv: list[str]) -> tuple[list[str], int | None]:
@@ -489,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:                       # argparse has printed usage and the error
         return int(e.code or 0)
-    run = {"train": _run_train, "sample": _run_sample, "eval": _run_eval, "plot": _run_plot}[args.command]
+    run = {"train": _run_train, "sample": _run_sample, "eval": _run_eval, "plot": _run_plot,
+           "import": _run_import, "export": _run_export}[args.command]
     bad_input, failures = _user_errors()
     try:
         return run(args)

@@ -35,7 +35,7 @@ class TransformerBlock(nn.Module):
     (the residual dropout after attention), ``ln2``, ``mlp`` (FeedForward,
     which ends in its own dropout). ``dropout`` is used for the attention
     weights and both residual branches. ``bias=False`` drops the biases of
-    every Linear and LayerNorm.
+    every Linear and LayerNorm; ``layer_norm_eps`` is both LayerNorms' eps.
 
     ``causal=True`` (the default, for language models) masks future
     positions; ``forward(..., is_causal=...)`` overrides it per call.
@@ -46,17 +46,17 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, norm_first: bool = True,
                  bias: bool = True, causal: bool = True, hidden: int | None = None,
-                 activation: str = "gelu"):
+                 activation: str = "gelu", layer_norm_eps: float = 1e-5):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"TransformerBlock: activation must be one of {sorted(ACTIVATIONS)}, "
                              f"got {activation!r}")
         self.n_embd, self.n_head = n_embd, n_head
         self.norm_first, self.causal = bool(norm_first), bool(causal)
-        self.ln1 = LayerNorm(n_embd, bias=bias)
+        self.ln1 = LayerNorm(n_embd, eps=layer_norm_eps, bias=bias)
         self.attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, bias=bias, batch_first=True)
         self.drop = Dropout(dropout)
-        self.ln2 = LayerNorm(n_embd, bias=bias)
+        self.ln2 = LayerNorm(n_embd, eps=layer_norm_eps, bias=bias)
         self.mlp = FeedForward(n_embd, hidden, dropout=dropout, activation=activation, bias=bias)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None,

@@ -10,7 +10,13 @@ forward pass trains all T next-token predictions at once, and a sequence
 may be at most ``block_size`` long (there are no position vectors beyond).
 
 Weight tying (Press & Wolf 2017): ``lm_head.weight`` *is* ``wte.weight``,
-one Parameter (``state_dict`` lists it under both names, as PyTorch does).
+one Parameter (``state_dict`` lists it under both names, as PyTorch does);
+``tie_weights=False`` gives the head its own matrix.
+
+The config holds what loading GPT-2's own weights needs (``from_pretrained``,
+``lmroad.interop``): biases (``bias``), learned positions, the tanh GELU
+(``activation="gelu_tanh"``), the tied head, ``layer_norm_eps`` and any
+vocabulary size (GPT-2's is 50257).
 GPT-2 initialisation: weights N(0, 0.02²), biases 0, LayerNorms (1, 0), and
 the two projections that write into the residual stream in each block
 (``attn.out_proj``, ``mlp.proj``) N(0, (0.02/√(2·n_layer))²), so the
@@ -57,6 +63,8 @@ class TransformerConfig:
     dropout: float = 0.0
     bias: bool = True          # biases in the Linears and LayerNorms (False: GPT-2-style lean variant)
     activation: str = "gelu_tanh"  # GPT-2's tanh GELU; "gelu" (exact erf, as nanoGPT) or "relu"
+    layer_norm_eps: float = 1e-5   # every LayerNorm's eps (GPT-2's layer_norm_epsilon)
+    tie_weights: bool = True       # the head is the token embedding (GPT-2, nanoGPT); False: its own
 
     def __post_init__(self):
         check_sizes(self, ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"), "TransformerLM")
@@ -65,6 +73,8 @@ class TransformerConfig:
                              f"({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TransformerLM: dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.layer_norm_eps <= 0.1:
+            raise ValueError(f"TransformerLM: layer_norm_eps must be in (0, 0.1], got {self.layer_norm_eps}")
         if self.activation not in ("gelu", "gelu_tanh", "relu"):
             raise ValueError(f"TransformerLM: activation must be 'gelu', 'gelu_tanh' or 'relu', "
                              f"got {self.activation!r}")
@@ -79,23 +89,35 @@ class TransformerLM(LanguageModel):
 
     def __init__(self, vocab_size: int = 256, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
                  block_size: int = 64, dropout: float = 0.0, bias: bool = True,
-                 activation: str = "gelu_tanh"):
+                 activation: str = "gelu_tanh", layer_norm_eps: float = 1e-5, tie_weights: bool = True):
         super().__init__()
         cfg = self._config = TransformerConfig(vocab_size=vocab_size, n_layer=n_layer,
                                                n_head=n_head, n_embd=n_embd,
                                                block_size=block_size, dropout=dropout, bias=bias,
-                                               activation=activation)
+                                               activation=activation, layer_norm_eps=layer_norm_eps,
+                                               tie_weights=tie_weights)
         self.wte = Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = LearnedPositionalEmbedding(cfg.block_size, cfg.n_embd)
         self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(cfg.n_embd, cfg.n_head, cfg.dropout,
                                                      norm_first=True, bias=cfg.bias,
-                                                     activation=cfg.activation)
+                                                     activation=cfg.activation,
+                                                     layer_norm_eps=cfg.layer_norm_eps)
                                     for _ in range(cfg.n_layer))
-        self.ln_f = LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_f = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias)
         self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight               # weight tying: one (V, C) Parameter
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight           # weight tying: one (V, C) Parameter
         self._init_weights()
+
+    @classmethod
+    def from_pretrained(cls, path, allow_pickle: bool = False) -> TransformerLM:
+        """GPT-2 from a Hugging Face model folder (``config.json`` and ``model.safetensors``,
+        as ``save_pretrained`` writes it or the hub serves it), or nanoGPT's checkpoint
+        (see ``lmroad.interop.load_pretrained``). A PyTorch ``.bin`` or ``ckpt.pt`` is a
+        pickle, which can run code when loaded: read only with ``allow_pickle=True``."""
+        from lmroad.interop import load_pretrained
+        return load_pretrained(path, allow_pickle=allow_pickle)[0]
 
     def _init_weights(self) -> None:
         for m in self.modules():
