@@ -271,7 +271,8 @@ def _add_import(sub) -> None:
     p.add_argument("path", type=_nonempty, metavar="PATH", help="the model folder (or nanoGPT's ckpt.pt)")
     p.add_argument("--from", dest="source", choices=SOURCES, default=None,
                    help="what PATH holds (default: guessed from its files)")
-    p.add_argument("--out", required=True, type=_nonempty, metavar="DIR", help="the checkpoint folder to write")
+    p.add_argument("--out", required=True, type=_nonempty, metavar="DIR",
+                   help="the checkpoint folder to write")
     p.add_argument("--allow-pickle", action="store_true",
                    help="also read PyTorch .bin/.pt files, which are pickles and can run code when loaded "
                         "(read with torch.load(weights_only=True)); off by default")

@@ -40,8 +40,15 @@ from ..checkpoint import CheckpointError, has_checkpoint, read_checkpoint, save_
 from ..models import MODELS, TransformerLM
 from ..safetensors_file import to_bytes
 from . import gpt2, recurrent
-from .files import PICKLE_SUFFIXES, InteropError, atomic_write, read_json, read_torch_pickle, \
-    read_weights, tensors_to_numpy
+from .files import (
+    PICKLE_SUFFIXES,
+    InteropError,
+    atomic_write,
+    read_json,
+    read_torch_pickle,
+    read_weights,
+    tensors_to_numpy,
+)
 
 __all__ = ["InteropError", "load_pretrained", "import_pretrained", "export_checkpoint", "SOURCES",
            "TARGETS"]
