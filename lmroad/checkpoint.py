@@ -110,7 +110,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, nn
 from minigrad.tensor import Tensor
 
 from .data import tokenizer_from_dict
@@ -871,7 +871,8 @@ def load_model(directory: str | os.PathLike | Checkpoint, device: str = "cpu",
     _check_model(str(ckpt.json_path), ckpt.model_kind, ckpt.model_config,
                  {n: (tuple(a.shape), np.dtype(a.dtype)) for n, a in ckpt.weights.items()})
     try:
-        model = MODELS[ckpt.model_kind].from_config(ckpt.model_config)
+        with nn.init.skip_init():                 # every weight is loaded next: draw nothing
+            model = MODELS[ckpt.model_kind].from_config(ckpt.model_config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt.json_path}: cannot build the {ckpt.model_kind} model from its "
                               f"config: {e}") from None

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from minigrad import nn
+
 from ..checkpoint import CheckpointError, has_checkpoint, read_checkpoint, save_checkpoint
 from ..models import MODELS, TransformerLM
 from ..safetensors_file import to_bytes
@@ -129,7 +131,8 @@ def load_pretrained(path: str | os.PathLike, source: str | None = None,
     if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
         raise InteropError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens, more than the "
                            f"model's vocab_size {cfg.vocab_size}")
-    model = TransformerLM.from_config(cfg)
+    with nn.init.skip_init():                     # every weight is loaded next: draw nothing
+        model = TransformerLM.from_config(cfg)
     try:
         model.load_state_dict(weights)
     except ValueError as e:

@@ -104,7 +104,7 @@ def read_weights(path: Path, allow_pickle: bool = False) -> dict[str, np.ndarray
     out = {}
     for name in file.headers:
         a = file.read(name)
-        out[name] = a.astype(np.float32) if a.dtype.kind == "f" else a
+        out[name] = a.astype(np.float32, copy=False) if a.dtype.kind == "f" else a
     return out
 
 

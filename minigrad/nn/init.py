@@ -3,10 +3,15 @@
 Random draws come from the host generator that ``minigrad.manual_seed`` seeds,
 then go to the tensor's device and dtype, so a seed gives the same weights on
 every device.
+
+``skip_init()`` turns every initialiser off while a model whose weights are
+about to be loaded is built: no random draws (for GPT-2, 124M of them), the
+tensors stay as allocated (zeros).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -14,8 +19,23 @@ import numpy as np
 from .. import backend
 from ..tensor import Tensor
 
-__all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
+__all__ = ["skip_init", "calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
+
+
+_skipping = False
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Within this block the initialisers leave tensors as they are and draw nothing from
+    the generator (for ``load_state_dict`` right after, as PyTorch's ``skip_init``)."""
+    global _skipping
+    before, _skipping = _skipping, True
+    try:
+        yield
+    finally:
+        _skipping = before
 
 
 def _fill(t: Tensor, host: np.ndarray) -> Tensor:
@@ -49,14 +69,20 @@ def _gain(nonlinearity: str, param: float | None, op: str) -> float:
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+    if _skipping:
+        return t
     return _fill(t, backend.host_rng().uniform(a, b, t.shape))
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    if _skipping:
+        return t
     return _fill(t, backend.host_rng().normal(mean, std, t.shape))
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
+    if _skipping:
+        return t
     return _fill(t, np.full(t.shape, value))
 
 
@@ -105,6 +131,8 @@ def orthogonal_(t: Tensor, gain: float = 1.0) -> Tensor:
     (Saxe et al. 2013); dims after the first are flattened."""
     if t.ndim < 2:
         raise ValueError(f"orthogonal_: needs at least 2 dims, got shape {t.shape}")
+    if _skipping:
+        return t
     rows, cols = t.shape[0], math.prod(t.shape[1:])
     flat = backend.host_rng().standard_normal((max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(flat)

@@ -447,3 +447,19 @@ def test_module_to_takes_a_dtype_alone_as_pytorch_does():
     assert m.to("fake").w.device == "fake"
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         m.to("gpu")
+
+
+def test_skip_init_draws_nothing_and_leaves_zeros():
+    from minigrad.backend import host_rng
+    mg.manual_seed(7)
+    before = host_rng().bit_generator.state
+    with nn.init.skip_init():
+        t = mg.zeros(4, 3)
+        nn.init.normal_(t)
+        nn.init.kaiming_uniform_(t, a=5 ** 0.5)
+        nn.init.orthogonal_(t)
+        nn.init.ones_(t)
+    assert host_rng().bit_generator.state == before
+    np.testing.assert_array_equal(t.numpy(), np.zeros((4, 3)))
+    nn.init.normal_(t)                                     # off again after the block
+    assert host_rng().bit_generator.state != before and np.abs(t.numpy()).sum() > 0
