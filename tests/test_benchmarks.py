@@ -126,3 +126,11 @@ def test_distributed_benchmark_measures_one_and_two_ranks_and_checks_its_model(t
     for r in model:        # efficiency falls (or stays) as N grows, and never exceeds 1
         eff = [r["efficiency"][str(n)] for n in (2, 4, 8, 16, 32, 64, 128, 256)]
         assert all(0 < e <= 1 for e in eff) and eff == sorted(eff, reverse=True)
+
+
+def test_gpt2_agreement_compares_an_imported_gpt2_with_hugging_face(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    (row,) = _run(["gpt2_agreement.py", "--smoke"], tmp_path)
+    assert row["bench"] == "gpt2-agreement" and row["max_abs_logit_diff"] < 1e-4
+    assert row["greedy_identical"] and row["argmax_agreement"] == 1.0
