@@ -7,6 +7,7 @@
     python -m lmroad sample --checkpoint out/lstm --prompt "ROMEO:" --top-k 40 --num-samples 3
     python -m lmroad eval --checkpoint out/lstm/best --split val
     python -m lmroad plot out/lstm                                    # -> out/lstm/metrics.png
+    python -m lmroad train --model lstm --log tensorboard             # + out/lstm/tensorboard/
     python -m lmroad road                                             # every model, one report
     python -m lmroad import --from hf-gpt2 gpt2/ --out out/gpt2       # GPT-2 as a checkpoint
     python -m lmroad export --to hf-gpt2 --checkpoint out/transformer --out out/hf
@@ -196,6 +197,10 @@ def _add_train(sub) -> None:
                        help="start afresh in --out, deleting the run saved there")
     group.add_argument("--progress", choices=("auto", "bar", "lines", "none"),
                        help="a tqdm bar on a terminal, else lines (default auto)")
+    group.add_argument("--log", choices=("jsonl", "tensorboard"),
+                       help="jsonl: OUT/metrics.jsonl and metrics.csv, always written; tensorboard: "
+                            "also TensorBoard event files in OUT/tensorboard/, for tensorboard --logdir "
+                            "OUT/tensorboard (default jsonl)")
     group.add_argument("--config", type=_nonempty, metavar="FILE", help="a TOML or JSON file of settings")
     group.add_argument("--no-plot", action="store_true",
                        help="do not draw OUT/metrics.png at the end (drawn when matplotlib is installed)")
@@ -206,7 +211,9 @@ def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="draw a run's loss and learning-rate curves to a PNG",
                        description="Draw the training and validation loss and the learning rate of "
                                    "a run against the step (from DIR/metrics.jsonl), and write "
-                                   "DIR/metrics.csv. Needs matplotlib for the PNG.")
+                                   "DIR/metrics.csv. Needs matplotlib for the PNG. For curves to "
+                                   "explore while a run trains, train it with --log tensorboard and "
+                                   "run tensorboard --logdir DIR/tensorboard.")
     p.add_argument("run", type=_nonempty, metavar="DIR", help="a folder lmroad train wrote, e.g. out/lstm")
     p.add_argument("--out", type=_nonempty, metavar="PNG", help="where to draw (default DIR/metrics.png)")
     add_threads_argument(p)
@@ -374,6 +381,8 @@ def _run_train(args: argparse.Namespace) -> int:
         drawn = plot_metrics(result.out)
     if cfg.progress != "none":
         plotted = f"; curves in {drawn}" if drawn is not None else ""
+        if cfg.log == "tensorboard":
+            plotted += f"; tensorboard --logdir {result.out / 'tensorboard'}"
         print(f"done: {cfg.model} at step {result.step}{best}{skipped}; checkpoints in {result.out}"
               f"{plotted}", file=sys.stderr)
     return 0

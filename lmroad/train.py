@@ -114,7 +114,7 @@ from .train_config import (
     resolve_config,
     schedule_for,
 )
-from .train_log import write_csv
+from .train_log import EVENT_FILES, TENSORBOARD_DIR, add_record, open_tensorboard, write_csv
 from .train_progress import Progress, StopOnCtrlC, eval_line
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate", "build_model",
@@ -276,6 +276,8 @@ def _remove_run(out: Path) -> None:
                   *folder.glob("weights-*.npz"), folder / "metrics.jsonl", folder / "metrics.csv",
                   folder / "metrics.png"]:
             p.unlink(missing_ok=True)
+    for p in (out / TENSORBOARD_DIR).glob(EVENT_FILES):        # --log tensorboard's events
+        p.unlink(missing_ok=True)
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -482,6 +484,9 @@ class _Run:
             self._restore(resumed)
         self.saved_step = self.step if resumed is not None else None     # None: nothing saved yet
         self.schedule = schedule_for(cfg, resumed, progress.write)
+        # --log tensorboard (rank 0): OUT/tensorboard/ rewritten from the log (cut back to the
+        # checkpoint's step on a resume), then each record's events as it is logged
+        self.events = open_tensorboard(self.out) if cfg.log == "tensorboard" and ranks.main else None
 
     def _restore(self, resumed) -> None:
         """Weights, optimizer moments, data position and generators, step and best from ``resumed``."""
@@ -614,9 +619,12 @@ class _Run:
                    "skipped_steps": self.skipped, "time": time.time()})
 
     def _log(self, record: dict) -> None:
-        """One line of metrics.jsonl (rank 0 writes it)."""
+        """One line of metrics.jsonl, and with --log tensorboard its events (rank 0 writes them)."""
         if self.ranks.main:
             _append_jsonl(self.metrics_path, record)
+            if self.events is not None:
+                add_record(self.events, record)
+                self.events.flush()
 
     def save(self, last_eval: dict | None) -> None:
         """Save ``out`` (the last checkpoint), and ``out/best`` when ``last_eval`` is a new best.

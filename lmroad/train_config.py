@@ -78,6 +78,7 @@ class TrainConfig:
     resume: bool = False         # continue the run saved in ``out``
     overwrite: bool = False      # start afresh in an ``out`` that holds another run's checkpoint
     progress: str = "auto"       # "auto" (a bar on a terminal with tqdm), "bar", "lines", "none"
+    log: str = "jsonl"           # "jsonl": metrics.jsonl and .csv; "tensorboard": also OUT/tensorboard/
 
     @property
     def out_dir(self) -> Path:
@@ -120,6 +121,9 @@ class TrainConfig:
              f"--tokenizer must be 'char' or 'word', got {self.tokenizer!r}")
         need(self.progress in ("auto", "bar", "lines", "none"),
              f"--progress must be auto, bar, lines or none, got {self.progress!r}")
+        need(self.log in ("jsonl", "tensorboard"),
+             "--log must be jsonl (metrics.jsonl and metrics.csv, always written) or tensorboard "
+             f"(also TensorBoard event files in OUT/tensorboard/), got {self.log!r}")
         need(self.min_lr <= self.lr, f"--min-lr must be in [0, --lr={self.lr}], got {self.min_lr}")
         # AdamW's decoupled decay multiplies the weight matrices by 1 - lr*wd every step: at
         # lr*wd >= 1 that flips or zeroes them, and their size grows without bound
