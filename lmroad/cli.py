@@ -477,9 +477,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         ids = tokenizer.encode(text)
     except ValueError as e:
         raise ValueError(f"{where}: the model's tokenizer cannot encode this text: {e}") from None
-    block = args.block_size or saved.get("block_size") or 64
-    batch = args.batch_size or saved.get("batch_size") or 32
     context = ckpt.model_config.get("block_size") if ckpt.model_kind == "transformer" else None
+    # an imported model has no training settings: windows of 64 tokens, or its whole context if shorter
+    block = args.block_size or saved.get("block_size") or min(64, context or 64)
+    batch = args.batch_size or saved.get("batch_size") or 32
     if context is not None and block > context:
         raise ValueError(f"--block-size {block} is longer than the model's context of {context} tokens")
     if len(ids) < block + 1:
