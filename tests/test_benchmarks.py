@@ -126,3 +126,14 @@ def test_distributed_benchmark_measures_one_and_two_ranks_and_checks_its_model(t
     for r in model:        # efficiency falls (or stays) as N grows, and never exceeds 1
         eff = [r["efficiency"][str(n)] for n in (2, 4, 8, 16, 32, 64, 128, 256)]
         assert all(0 < e <= 1 for e in eff) and eff == sorted(eff, reverse=True)
+
+
+def test_bpe_benchmark_times_ours_and_hf_and_checks_they_agree(tmp_path):
+    rows = _run(["bpe.py", "--smoke"], tmp_path)
+    timed = {r["framework"]: r for r in rows if r["bench"] == "bpe"}
+    (check,) = [r for r in rows if r["bench"] == "bpe-ratio"]
+    assert check["config"]["vocab_size"] == 300 and check["config"]["tokens"] > 0
+    assert all(v > 0 for phase in timed["lmroad"]["s"].values() for v in phase.values())
+    if "hf_tokenizers" in timed:                    # HF tokenizers installed (the dev extra)
+        assert check["same_merges"] is True and check["same_ids"] is True
+        assert set(check["ratio"]["lmroad/hf_tokenizers"]) == {"train", "encode"}

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import json
 import os
 import re
@@ -110,18 +111,19 @@ _BYTE_CHARS = sorted(_BYTE_TO_CHAR.values())
 _WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
-def _category_class(major: str) -> str:
-    """The body of a regex character class holding every code point whose Unicode general
-    category starts with ``major`` ("L": letters, "N": numbers), as ranges."""
-    ranges, start = [], None
-    for cp in range(sys.maxunicode + 2):
-        inside = cp <= sys.maxunicode and unicodedata.category(chr(cp))[0] == major
-        if inside and start is None:
-            start = cp
-        elif not inside and start is not None:
-            ranges.append(f"\\U{start:08x}" if start == cp - 1 else f"\\U{start:08x}-\\U{cp - 1:08x}")
-            start = None
-    return "".join(ranges)
+def _letter_and_number_classes() -> tuple[str, str]:
+    """The bodies of two regex character classes: every code point whose Unicode general
+    category is a letter (L*), and every one that is a number (N*), as ranges, from one
+    pass over the code points in ``unicodedata`` (about 0.3 s)."""
+    ranges: dict[str, list[str]] = {"L": [], "N": []}
+    start = 0
+    categories = (unicodedata.category(chr(cp))[0] for cp in range(sys.maxunicode + 1))
+    for major, run in itertools.groupby(categories):
+        end = start + sum(1 for _ in run) - 1
+        if major in ranges:
+            ranges[major].append(f"\\U{start:08x}-\\U{end:08x}")
+        start = end + 1
+    return "".join(ranges["L"]), "".join(ranges["N"])
 
 
 @functools.cache
@@ -131,11 +133,12 @@ def _pretokenizer() -> re.Pattern:
         's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 
     in Python's ``re``, which has no \p{...}: the letter and number classes are listed as
-    code point ranges from ``unicodedata`` (built once, on first use, in ~0.3 s), \s is
-    White_Space. The alternatives are tried in order at each position. ``\s+(?!\S)``
-    takes a run of whitespace but its last character when a word follows, so that the
-    word keeps its leading space (" world"); ``\s+`` then takes a last lone one."""
-    letters, numbers, space = _category_class("L"), _category_class("N"), _WHITESPACE
+    code point ranges from ``unicodedata`` (built once, on first use), \s is White_Space.
+    The alternatives are tried in order at each position. ``\s+(?!\S)`` takes a run of
+    whitespace but its last character when a word follows, so that the word keeps its
+    leading space (" world"); ``\s+`` then takes a last lone one."""
+    letters, numbers = _letter_and_number_classes()
+    space = _WHITESPACE
     return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letters}]+| ?[{numbers}]+"
                       rf"| ?[^{space}{letters}{numbers}]+|[{space}]+(?![^{space}])|[{space}]+")
 
