@@ -17,6 +17,7 @@ characters (no Cn; no Cs, the lone surrogates, which no UTF-8 tokenizer takes).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import unicodedata
@@ -150,6 +151,19 @@ def test_pretokens_are_hf_byte_levels(s):
     ours = ["".join(table[b] for b in w.encode("utf-8")) for w in pretokenize(s)]
     theirs = [w for w, _ in hf.pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(s)]
     assert ours == theirs
+
+
+def test_pretokenizer_agrees_with_hf_at_every_category_boundary():
+    """Both ends of every run of code points of one general category (where a code point range
+    in our classes starts or stops), and every 101st code point, assigned ones only, in contexts
+    that tell letters, numbers, symbols and whitespace apart; compared by the pieces' ends."""
+    points = [c for c in range(0x110000) if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
+    category = [unicodedata.category(chr(c))[0] for c in points]
+    chosen = [c for i, c in enumerate(points) if i % 101 == 0 or i + 1 == len(points)
+              or category[i] != category[i + 1] or category[i] != category[i - 1]]
+    text = "".join(f"x{chr(c)} 1{chr(c)}  {chr(c)}{chr(c)}\n" for c in chosen)
+    ends = [end for _, (_, end) in hf.pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(text)]
+    assert list(itertools.accumulate(map(len, pretokenize(text)))) == ends
 
 
 def test_pretokenize_examples():
