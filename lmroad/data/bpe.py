@@ -510,8 +510,15 @@ def _read_text(path: Path, where: str) -> str:
 
 def _read_vocab_json(path: Path, where: str) -> list[str]:
     """The tokens of a vocab.json ({token: id}) in id order; the ids must be 0..n-1, each once."""
+    def no_token_twice(pairs: list[tuple[str, Any]]) -> dict:
+        table = dict(pairs)
+        if len(table) < len(pairs):                   # json.loads would keep the last silently
+            twice = next(t for t, n in Counter(t for t, _ in pairs).items() if n > 1)
+            raise ValueError(f"{where}: {path}: token {twice!r} is listed twice")
+        return table
+
     try:
-        table = json.loads(_read_text(path, where))
+        table = json.loads(_read_text(path, where), object_pairs_hook=no_token_twice)
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}: {path} is not JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(table, dict) or not table:

@@ -417,6 +417,7 @@ def _bad_files():
     yield "id out of range", {**vocab, "hello": n}, merges, ("token 'hello' has id", f"0 to {n - 1}")
     yield "id not an int", {**vocab, "hello": "5"}, merges, ("token 'hello' has id '5'",)
     yield "id twice", {**vocab, "hello": 3}, merges, ("id 3 is given to 2 tokens",)
+    yield "token twice", json.dumps(vocab)[:-1] + ', "hello": 0}', merges, ("token 'hello' is listed twice",)
     yield "byte missing", {t: (i if i < vocab["Ā"] else i - 1) for t, i in without.items()}, merges, \
         ("lacks 1 of the 256 one-byte tokens", "'Ā' (byte 0x00)")
     yield "not a byte char", {**vocab, "hé\u4e00": n}, merges, ("token 'hé一'", "U+4E00", "special_tokens")
