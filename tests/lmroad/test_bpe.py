@@ -207,11 +207,15 @@ def test_gpt2_tokenizer_fast_reads_our_files_and_agrees(ours_saved, gpt2_fast, s
 
 def test_gpt2_tokenizer_fast_on_hf_files_and_endoftext(hf_trained):
     transformers = pytest.importorskip("transformers")
-    theirs = transformers.GPT2TokenizerFast.from_pretrained(str(hf_trained[1]), local_files_only=True)
+    folder = hf_trained[1]
+    theirs = transformers.GPT2TokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    # positional: transformers 4 names them vocab_file, merges_file, 5 vocab, merges (and silently
+    # builds an empty tokenizer from vocab_file=..., merges_file=...)
+    direct = transformers.GPT2TokenizerFast(str(folder / "vocab.json"), str(folder / "merges.txt"))
     ours = hf_trained[2]
     text = "ROMEO: It's <|endoftext|>the king's 日本語 🙂<|endoftext|>"
     ids = ours.encode(text)
-    assert ids.tolist() == theirs(text)["input_ids"]
+    assert ids.tolist() == theirs(text)["input_ids"] == direct(text)["input_ids"]
     assert ids.tolist().count(ours.stoi["<|endoftext|>"]) == 2
     assert ours.decode(ids) == theirs.decode(ids.tolist(), skip_special_tokens=False) == text
 
