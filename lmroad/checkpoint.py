@@ -574,10 +574,19 @@ def _tokenizer_problem(tok: Any, vocab_size: Any) -> str | None:
     """Why the saved tokenizer ``tok`` (a dict or None) is unusable, or None."""
     if tok is None:
         return None
+    bpe = isinstance(tok, dict) and tok.get("type") == "bpe"       # byte-level BPE: merges, no unk_token
+    if bpe and not {"type", "vocab", "merges"} <= set(tok) <= {"type", "vocab", "merges", "special_tokens",
+                                                               "errors"}:
+        return (f"a 'bpe' tokenizer must be an object with 'type', 'vocab', 'merges' and optionally "
+                f"'special_tokens', 'errors', got keys {sorted(map(str, tok))!r:.120}")
+    if bpe and not (all(isinstance(v, list) and all(isinstance(t, str) for t in v)
+                        for v in (tok["vocab"], tok["merges"], tok.get("special_tokens", [])))
+                    and isinstance(tok.get("errors", ""), str)):
+        return "'vocab', 'merges' and 'special_tokens' must be lists of strings, 'errors' a string"
     keys = {"type", "vocab", "unk_token", "errors"}
-    if not (isinstance(tok, dict) and {"type", "vocab"} <= set(tok) <= keys):
+    if not bpe and not (isinstance(tok, dict) and {"type", "vocab"} <= set(tok) <= keys):
         return f"must be an object with 'type', 'vocab' and optionally 'unk_token', 'errors', got {tok!r:.80}"
-    if not (isinstance(tok["vocab"], list) and all(isinstance(t, str) for t in tok["vocab"])
+    if not bpe and not (isinstance(tok["vocab"], list) and all(isinstance(t, str) for t in tok["vocab"])
             and isinstance(tok.get("unk_token"), (str, type(None)))
             and isinstance(tok["type"], str) and isinstance(tok.get("errors", ""), str)):
         return "'vocab' must be a list of strings, 'type' and 'errors' strings, 'unk_token' a string or null"

@@ -121,6 +121,8 @@ _TRAIN_FLAGS = {
     "data": """
         --corpus          str     corpus name: shakespeare or tiny
         --data            str     a UTF-8 text file instead of --corpus (its last 10%% is validation)
+        --vocab-size      num     --tokenizer bpe: tokens in the vocabulary, the 256 bytes,
+                                  <|endoftext|> and the merges learned on the training text
     """,
     "optimisation": """
         --device          device  cpu, cuda, cuda:N or fake
@@ -179,8 +181,9 @@ def _add_train(sub) -> None:
             group.add_argument("--model", choices=MODEL_KINDS,
                                help=f"{', '.join(MODEL_KINDS)} (default {defaults.model})")
         if title == "data":
-            group.add_argument("--tokenizer", choices=("char", "word"),
-                               help=f"char or word (default {defaults.tokenizer})")
+            group.add_argument("--tokenizer", choices=("char", "word", "bpe"),
+                               help=f"char, word or bpe (GPT-2's byte-level BPE, --vocab-size tokens "
+                                    f"learned on the training text) (default {defaults.tokenizer})")
         for flag, kind, text in _flag_rows(flags):
             name = flag[2:].replace("-", "_")
             default = getattr(defaults, name)

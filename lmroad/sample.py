@@ -47,8 +47,9 @@ def check_sample_args(max_new_tokens: int, temperature: float, top_k: int | None
 
 
 def default_prompt(tokenizer) -> str:
-    """A newline when the vocabulary has one (the start of a speech), else its first token."""
-    return "\n" if "\n" in tokenizer.stoi else tokenizer.vocab[0]
+    """A newline when the tokenizer has one (the start of a speech; a byte-level BPE spells every
+    byte), else its first token."""
+    return "\n" if "\n" in tokenizer.stoi or tokenizer.kind == "bpe" else tokenizer.vocab[0]
 
 
 def sample(checkpoint, prompt: str | None = None, max_new_tokens: int = 500, temperature: float = 1.0,

@@ -419,7 +419,7 @@ def _load_text(cfg: TrainConfig, resumed, ranks: Ranks | None = None) -> _Text:
     corpus = load_corpus(cfg.data if cfg.data is not None else cfg.corpus)
     data_id = _fingerprint(corpus.train, corpus.val)
     if resumed is None:
-        tokenizer = build_tokenizer(cfg.tokenizer, corpus)
+        tokenizer = build_tokenizer(cfg.tokenizer, corpus, vocab_size=cfg.vocab_size)
     elif _extra(resumed).get("data_sha256") != data_id:
         raise CheckpointError(f"{resumed.json_path}: was trained on other text than "
                               f"{cfg.data or cfg.corpus!r}; resume with the same --corpus/--data")

@@ -53,7 +53,8 @@ class TrainConfig:
     # data
     corpus: str = "shakespeare"  # a corpus name, used when ``data`` is None
     data: str | None = None      # a UTF-8 text file (last 10% is validation)
-    tokenizer: str = "char"      # "char" or "word"
+    tokenizer: str = "char"      # "char", "word" or "bpe"
+    vocab_size: int = 1024       # bpe only: 256 bytes + merges learned on the training text + <|endoftext|>
     # optimisation
     device: str = "cpu"
     max_iters: int = 2000
@@ -117,8 +118,8 @@ class TrainConfig:
                                       "a folder)")
         need(self.model in MODEL_KINDS,
              f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
-        need(self.tokenizer in ("char", "word"),
-             f"--tokenizer must be 'char' or 'word', got {self.tokenizer!r}")
+        need(self.tokenizer in ("char", "word", "bpe"),
+             f"--tokenizer must be 'char', 'word' or 'bpe', got {self.tokenizer!r}")
         need(self.progress in ("auto", "bar", "lines", "none"),
              f"--progress must be auto, bar, lines or none, got {self.progress!r}")
         need(self.log in ("jsonl", "tensorboard"),
@@ -199,6 +200,7 @@ RANGES: dict[str, Range] = {
     "grad_clip": Range(float, 0), "max_skipped_steps": Range(int, 0), "grad_accum_steps": Range(int, 1),
     "eval_interval": Range(int, 1), "eval_iters": Range(int, 0), "log_interval": Range(int, 1),
     "seed": Range(int, 0),
+    "vocab_size": Range(int, 257),       # the 256 one-byte tokens and <|endoftext|>, at least
 }
 
 

@@ -134,3 +134,14 @@ def test_gpt2_agreement_compares_an_imported_gpt2_with_hugging_face(tmp_path):
     (row,) = _run(["gpt2_agreement.py", "--smoke"], tmp_path)
     assert row["bench"] == "gpt2-agreement" and row["max_abs_logit_diff"] < 1e-4
     assert row["greedy_identical"] and row["argmax_agreement"] == 1.0
+
+
+def test_bpe_benchmark_times_ours_and_hf_and_checks_they_agree(tmp_path):
+    rows = _run(["bpe.py", "--smoke"], tmp_path)
+    timed = {r["framework"]: r for r in rows if r["bench"] == "bpe"}
+    (check,) = [r for r in rows if r["bench"] == "bpe-ratio"]
+    assert check["config"]["vocab_size"] == 300 and check["config"]["tokens"] > 0
+    assert all(v > 0 for phase in timed["lmroad"]["s"].values() for v in phase.values())
+    if "hf_tokenizers" in timed:                    # HF tokenizers installed (the dev extra)
+        assert check["same_merges"] is True and check["same_ids"] is True
+        assert set(check["ratio"]["lmroad/hf_tokenizers"]) == {"train", "encode"}

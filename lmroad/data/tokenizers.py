@@ -1,20 +1,24 @@
 """Tokenizers: text <-> integer token ids.
 
-Two tokenizers share one interface (``Tokenizer``):
+Three tokenizers share one interface (``Tokenizer``):
 
     CharTokenizer   one token per Unicode code point; the vocabulary is the
                     sorted set of characters of a text.
     WordTokenizer   words (with a leading space attached, GPT-2 style),
                     single punctuation marks and single whitespace characters,
                     so that the tokens concatenate back to the exact text.
+    BPETokenizer    GPT-2's byte-level BPE (bpe.py): learned merges of UTF-8
+                    bytes, so every text encodes; no token is ever unknown.
 
     tok = CharTokenizer.from_text(corpus.train + corpus.val)
     ids = tok.encode("ROMEO:")              # np.ndarray int64, shape (n,)
     tok.decode(ids) == "ROMEO:"
     tok2 = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
 
-For text whose tokens are all in the vocabulary, ``decode(encode(s)) == s``.
-Tokens outside the vocabulary are handled by the ``errors`` policy:
+For text whose tokens are all in the vocabulary (any text, for a BPETokenizer),
+``decode(encode(s)) == s``. Tokens outside the vocabulary are handled by the
+``errors`` policy (a BPETokenizer's ``errors`` is GPT-2's instead: how decode
+treats bytes that are not UTF-8):
 
     "strict"   (default) raise a ValueError listing them
     "skip"     drop them
@@ -175,14 +179,20 @@ class Tokenizer:
         if not isinstance(d, dict) or "type" not in d or "vocab" not in d:
             raise ValueError(f"{cls.__name__}.from_dict: expected a dict with keys 'type' and 'vocab' "
                              f"(as written by to_dict()), got {d!r:.200}")
-        kinds = {sub.kind: sub for sub in (CharTokenizer, WordTokenizer)}
+        from .bpe import BPETokenizer  # bpe.py builds on this module
+        kinds = {sub.kind: sub for sub in (CharTokenizer, WordTokenizer, BPETokenizer)}
         if d["type"] not in kinds:
             raise ValueError(f"{cls.__name__}.from_dict: unknown tokenizer type {d['type']!r}; "
                              f"valid: {', '.join(map(repr, kinds))}")
         target = kinds[d["type"]]
         if cls is not Tokenizer and target is not cls:
             raise ValueError(f"{cls.__name__}.from_dict: the dict describes a {target.__name__}")
-        return target(d["vocab"], unk_token=d.get("unk_token"), errors=d.get("errors", "strict"))
+        return target._from_dict(d)
+
+    @classmethod
+    def _from_dict(cls, d: dict) -> Tokenizer:
+        """This class from a dict whose "type" is its kind (BPETokenizer has more keys)."""
+        return cls(d["vocab"], unk_token=d.get("unk_token"), errors=d.get("errors", "strict"))
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:

@@ -617,7 +617,11 @@ def test_a_weights_file_that_is_not_a_regular_file_is_refused(saved):
     ({"type": "char", "vocab": ["a", "b"], "unk_token": 5}, "'unk_token' a string or null"),
     ({"type": "char", "vocab": "abc"}, "'vocab' must be a list of strings"),
     ({"type": "char", "vocab": ["a", "a"]}, "duplicate tokens"),
-    ({"type": "bpe", "vocab": ["a"]}, "unknown tokenizer type 'bpe'"),
+    ({"type": "sentencepiece", "vocab": ["a"]}, "unknown tokenizer type 'sentencepiece'"),
+    ({"type": "bpe", "vocab": ["a"]}, "a 'bpe' tokenizer must be an object with 'type', 'vocab', 'merges'"),
+    ({"type": "bpe", "vocab": ["a"], "merges": "a b"}, "'merges' and 'special_tokens' must be lists"),
+    ({"type": "bpe", "vocab": ["a"], "merges": [], "unk_token": None}, "optionally 'special_tokens'"),
+    ({"type": "bpe", "vocab": ["a"], "merges": []}, "lacks 255 of the 256 one-byte tokens"),
     ({"type": "char", "vocab": list("abcdefghij")}, "10 tokens, more than the model's vocab_size 7"),
 ])
 def test_a_tokenizer_that_cannot_be_rebuilt_is_refused(saved, tokenizer, expect):

@@ -412,7 +412,7 @@ def test_a_path_flag_refuses_an_empty_string(head, flag, capsys):
 
 @pytest.mark.parametrize(("argv", "fragments"), [
     (["--model", "mamba"], ("--model", "invalid choice", "ngram", "transformer")),
-    (["--tokenizer", "bpe"], ("--tokenizer", "invalid choice", "char", "word")),
+    (["--tokenizer", "sentencepiece"], ("--tokenizer", "invalid choice", "char", "word", "bpe")),
     (["--progress", "fancy"], ("--progress", "invalid choice", "lines")),
     (["--device", "tpu"], ("--device", "cpu, cuda, cuda:N or fake")),
 ])

@@ -128,8 +128,8 @@ def test_tokenizer_survives_a_json_roundtrip(kind):
     other = WordTokenizer if isinstance(tok, CharTokenizer) else CharTokenizer
     with pytest.raises(ValueError, match="the dict describes a"):
         other.from_dict(d)
-    with pytest.raises(ValueError, match="unknown tokenizer type 'bpe'"):
-        tokenizer_from_dict({"type": "bpe", "vocab": []})
+    with pytest.raises(ValueError, match="unknown tokenizer type 'sentencepiece'"):
+        tokenizer_from_dict({"type": "sentencepiece", "vocab": []})
 
 
 def test_decode_takes_lists_arrays_and_tensors_and_checks_the_range():
@@ -297,8 +297,10 @@ def test_build_tokenizer_encodes_the_validation_split():
     assert chars.decode(chars.encode(c.val)) == c.val
     words = build_tokenizer("word", c)
     assert words.decode(words.encode(c.val)) == "the<unk> sat<unk>\n"
-    with pytest.raises(ValueError, match="unknown kind 'bpe'"):
-        build_tokenizer("bpe", c)
+    bpe = build_tokenizer("bpe", c, vocab_size=260)        # every byte encodes: no unknown token
+    assert bpe.decode(bpe.encode(c.val)) == c.val
+    with pytest.raises(ValueError, match="unknown kind 'sentencepiece'"):
+        build_tokenizer("sentencepiece", c)
 
 
 # ---------------------------------------------------------------------------- batching
