@@ -180,3 +180,70 @@ def test_agreement_is_not_vacuous(tmp_path):
     w = model.blocks[0].attn.out_proj.weight
     w.data = np.ascontiguousarray(w.numpy().T)
     assert np.abs(ours(model, X) - theirs(hf, X)).max() > 1e-2
+
+
+def _gpt2_folder_with_tokenizer(tmp_path):
+    """A GPT-2 folder as a user downloads one: weights, config, and a byte-level BPE
+    (trained here with Hugging Face's tokenizers on a small text, saved as GPT-2 saves it)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    text = ("It was the best of times, it was the worst of times, it was the age of wisdom, "
+            "it was the age of foolishness. Ça va? Überall 東京 🙂 123 456.\n") * 20
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<|endoftext|>"],
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([text], trainer)
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    tok.model.save(str(folder))                                   # vocab.json, merges.txt
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=64, n_embd=32,
+                                     n_layer=2, n_head=4, initializer_range=0.1,
+                                     bos_token_id=tok.token_to_id("<|endoftext|>"),
+                                     eos_token_id=tok.token_to_id("<|endoftext|>"))
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    hf.save_pretrained(folder)
+    return folder, hf
+
+
+def test_sample_on_a_gpt2_folder_and_its_import_continues_as_hugging_face_does(tmp_path, capsys):
+    from lmroad.cli import main
+    folder, hf = _gpt2_folder_with_tokenizer(tmp_path)
+    hf_tok = transformers.GPT2TokenizerFast.from_pretrained(folder)
+    prompt = "It was the age of 東京 🙂,"
+    ids = hf_tok(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = hf.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0)
+    want = prompt + hf_tok.decode(out[0, ids.shape[1]:])
+    args = ["--prompt", prompt, "--max-new-tokens", "12", "--temperature", "0"]
+    assert main(["sample", "--checkpoint", str(folder), *args]) == 0          # straight from the folder
+    assert capsys.readouterr().out == want + "\n"
+    assert main(["import", "--from", "hf-gpt2", str(folder), "--out", str(tmp_path / "imp")]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(tmp_path / "imp"), *args]) == 0
+    assert capsys.readouterr().out == want + "\n"
+    # and out again: the tokenizer goes with the weights, and transformers reads both
+    assert main(["export", "--to", "hf-gpt2", "--checkpoint", str(tmp_path / "imp"), "--out",
+                 str(tmp_path / "hf")]) == 0
+    again = transformers.GPT2TokenizerFast.from_pretrained(tmp_path / "hf")
+    assert again(prompt)["input_ids"] == ids[0].tolist()
+    back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    np.testing.assert_allclose(theirs(back, X % 300), theirs(hf, X % 300), atol=1e-6, rtol=0)
+
+
+def test_a_model_trained_with_our_bpe_exports_a_tokenizer_transformers_reads(tmp_path):
+    from lmroad.data.bpe import BPETokenizer
+    text = "To be, or not to be, that is the question: whether 'tis nobler in the mind\n" * 30
+    tok = BPETokenizer.train(text, 300)
+    mg.manual_seed(6)
+    model = TransformerLM(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=T)
+    save_checkpoint(tmp_path / "ck", model, tokenizer=tok)
+    export_checkpoint(tmp_path / "ck", "hf-gpt2", tmp_path / "hf")
+    hf_tok = transformers.GPT2TokenizerFast.from_pretrained(tmp_path / "hf")
+    sample = "Whether 'tis nobler? To be... <|endoftext|> or not 🙂"
+    assert hf_tok(sample)["input_ids"] == tok.encode(sample).tolist()
+    assert hf_tok.eos_token == "<|endoftext|>"
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["eos_token_id"] == tok.stoi["<|endoftext|>"]
