@@ -76,7 +76,7 @@ def to_bytes(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str] | Non
     for name, a in arrays.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise ValueError(f"safetensors: {name!r} cannot name an array")
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a, order="C")          # not ascontiguousarray: it makes a 0-d array 1-d
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)        # a no-op on little-endian hosts
         if a.dtype not in _NAMES:
             raise TypeError(f"safetensors: {name} has dtype {a.dtype}; storable are bool, int8..int64, "

@@ -186,11 +186,15 @@ def test_round_trip_restores_weights_optimizer_and_state(tmp_path):
 
 
 def test_nested_state_comes_back_as_it_went_in(tmp_path):
-    extra = {"a/b": np.zeros(2), "a": {"b": np.ones(3)}, 3: (1, [2.5, None], "x"), "__tricky": True}
+    extra = {"a/b": np.zeros(2), "a": {"b": np.ones(3)}, 3: (1, [2.5, None], "x"), "__tricky": True,
+             "scalar": np.array(2.5), "empty": np.zeros((0, 3), np.int64)}
     save_checkpoint(tmp_path, tiny_transformer(), extra=extra)
     back = read_checkpoint(tmp_path).extra
     assert back["a/b"].shape == (2,) and back["a"]["b"].shape == (3,)
     assert back[3] == (1, [2.5, None], "x") and back["__tricky"] is True
+    # before: a 0-d array came back 1-d (the safetensors writer's np.ascontiguousarray)
+    assert back["scalar"].shape == () and back["scalar"] == 2.5
+    assert back["empty"].shape == (0, 3) and back["empty"].dtype == np.int64
 
 
 def test_ngram_counts_round_trip_through_load_model(tmp_path):
