@@ -41,8 +41,9 @@ directory, flushed and fsynced, then renamed over its final name with
 weights: everything the new checkpoint needs is in place before that. A
 crash before step 3 leaves the old JSON and the old files, which match; a
 crash after it leaves ``checkpoint.next.json`` and the new files, which
-match, and the loader takes them (the next save finishes the tidying).
-Files that no JSON names (an interrupted save's) are removed by the next save.
+match, and the loader takes them (the next save commits that JSON before it
+writes its own, and finishes the tidying). Files that no JSON names (an
+interrupted save's) are removed by the next save.
 
 Loading trusts nothing in the files, and checks everything before anything
 is allocated or used. Each problem raises one ``CheckpointError`` that names
@@ -72,7 +73,8 @@ was). What is checked, in order:
                    ``lmroad.npz_reader`` (unique uncompressed members whose
                    headers are plain arrays matching their sizes): all from the
                    headers, before any data is read.
-  weights          exactly the names ``checkpoint.json`` lists; for a known kind
+  weights          exactly the names ``checkpoint.json`` lists (in the model file;
+                   the state file holds none, a tied alias included); for a known kind
                    exactly the names, shapes and dtype kinds its config implies
                    (``lmroad.weight_shapes``), before the model is built, so a
                    config claiming n_embd=10**9 or n_layer=10**9 costs nothing;
@@ -423,6 +425,25 @@ def _model_arrays(model) -> tuple[dict[str, np.ndarray], list[str], dict[str, st
     return arrays, names, tied
 
 
+def _commit_pending(directory: Path) -> None:
+    """Commit the ``checkpoint.next.json`` of a save that crashed after replacing
+    ``model.safetensors``, when the loader would take it (the committed JSON's files do not
+    match, its do): the save about to start overwrites that file before it replaces the
+    weights, and a crash in between would leave no JSON that matches them."""
+    pending, committed = directory / NEXT_FILE, directory / CHECKPOINT_FILE
+    if not (pending.is_file() and committed.is_file()):
+        return
+    for path in (committed, pending):
+        try:
+            _read_named(path, _read_json(path))
+        except (_Mismatch, CheckpointError):
+            continue
+        if path == pending:
+            os.replace(pending, committed)
+            _fsync_dir(directory)
+        return
+
+
 def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, tokenizer=None,
                     optimizer=None, data_state: Any = None, rng_state: Any = None,
                     train_config: dict | None = None, metrics: dict | None = None,
@@ -473,6 +494,7 @@ def save_checkpoint(directory: str | os.PathLike, model, *, step: int = 0, token
 
     # the order that keeps a matching JSON and files at every moment (the module docstring)
     directory.mkdir(parents=True, exist_ok=True)
+    _commit_pending(directory)                                                       # 0. a crashed save's
     if state_raw is not None:
         _atomic_write(directory / state_name, lambda f: f.write(state_raw))          # 1. new name
     _atomic_write(directory / NEXT_FILE, lambda f: f.write(text))                    # 2. the new JSON
@@ -786,6 +808,11 @@ def _read_arrays(meta: dict, files: dict[Path, bytes]) -> dict[str, np.ndarray]:
     _check_model(str(weights_path), meta["model"]["kind"], meta["model"]["config"],
                  {n: (weights.headers[f"model/{tied.get(n, n)}"].shape,
                       weights.headers[f"model/{tied.get(n, n)}"].dtype) for n in names})
+    for path, archive in archives[1:]:              # the state file: weights belong in the model file
+        clash = [k for k in archive.headers if k.startswith("model/")]
+        if clash:
+            raise CheckpointError(f"{path}: holds {clash[:5]}; weights are stored in {weights_path.name} "
+                                  "only")
     arrays: dict[str, np.ndarray] = {}
     for path, archive in archives:
         for key in archive.headers:

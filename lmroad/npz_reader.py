@@ -33,6 +33,7 @@ import io
 import math
 import re
 import struct
+import sys
 import zipfile
 import zlib
 from collections import Counter
@@ -44,6 +45,7 @@ __all__ = ["ArchiveError", "ArrayHeader", "NpzArchive"]
 
 _NPY_MAGIC = b"\x93NUMPY"
 _MAX_HEADER_BYTES = 4096
+_MAX_NDIM = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32    # NumPy's limit
 _PLAIN_DTYPES = ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")
 # exactly what np.save writes (sorted keys, Python reprs), whitespace aside
 _HEADER = re.compile(r"\{\s*'descr'\s*:\s*'(?P<descr>[^']{1,16})'\s*,"
@@ -118,6 +120,11 @@ def _parse_header(key: str, prefix: bytes, member_bytes: int) -> ArrayHeader:
     if header.nbytes != data_bytes:
         raise ArchiveError(f"member {key!r}: header claims shape {shape} of {descr} "
                            f"({header.nbytes} bytes), but the member holds {data_bytes} bytes of data")
+    # an empty array (a 0 in its shape) may claim any other sizes; NumPy holds none over
+    # sys.maxsize bytes or of more than _MAX_NDIM dimensions (reshape would raise a ValueError)
+    if len(shape) > _MAX_NDIM or math.prod(d for d in shape if d) * header.dtype.itemsize > sys.maxsize:
+        raise ArchiveError(f"member {key!r}: header claims shape {shape}, more than a NumPy array can "
+                           "have")
     return header
 
 

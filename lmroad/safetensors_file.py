@@ -22,9 +22,10 @@ that may have been crafted. It refuses (``SafetensorsError``) the file unless
   - ``__metadata__``, if present, maps strings to strings;
   - every entry has exactly ``dtype``, ``shape`` and ``data_offsets``; the
     dtype is a plain number or bool type (BOOL, U8..U64, I8..I64, F16, BF16,
-    F32, F64); the shape is a list of ints >= 0; and shape times itemsize is
-    exactly ``end - begin``, so a header claiming shape (10**9, 10**9) for
-    eight bytes is refused from the header alone;
+    F32, F64); the shape is a list of at most 64 ints >= 0 (NumPy's limit);
+    and shape times itemsize is exactly ``end - begin``, so a header claiming
+    shape (10**9, 10**9) for eight bytes is refused from the header alone (and
+    an empty array's other sizes must fit NumPy too: (0, 10**30) is refused);
   - the entries, in offset order, tile the data with no gap and no overlap,
     from 0 to the end of the file.
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 from collections.abc import Mapping
 
 import numpy as np
@@ -50,6 +52,7 @@ DTYPES = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2", "
 _NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
 _ITEMSIZE = {**{k: np.dtype(v).itemsize for k, v in DTYPES.items()}, "BF16": 2}
 _MAX_HEADER_BYTES = 100_000_000
+_MAX_NDIM = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32    # NumPy's limit
 _ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
 
 
@@ -73,7 +76,7 @@ def to_bytes(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str] | Non
     for name, a in arrays.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise ValueError(f"safetensors: {name!r} cannot name an array")
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a, order="C")          # not ascontiguousarray: it makes a 0-d array 1-d
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)        # a no-op on little-endian hosts
         if a.dtype not in _NAMES:
             raise TypeError(f"safetensors: {name} has dtype {a.dtype}; storable are bool, int8..int64, "
@@ -145,12 +148,12 @@ class SafetensorsFile:
                 raise SafetensorsError(f"entry {name!r:.80}: must be an object with exactly "
                                        f"{sorted(_ENTRY_KEYS)}, got {entry!r:.80}")
             dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-            if dtype not in _ITEMSIZE:
+            if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
                 raise SafetensorsError(f"entry {name!r:.80}: dtype {dtype!r:.20}; readable are "
                                        f"{sorted(_ITEMSIZE)}")
-            if not (isinstance(shape, list) and len(shape) <= 64 and all(map(_is_size, shape))):
-                raise SafetensorsError(f"entry {name!r:.80}: shape must be a list of ints >= 0, got "
-                                       f"{shape!r:.80}")
+            if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM and all(map(_is_size, shape))):
+                raise SafetensorsError(f"entry {name!r:.80}: shape must be a list of at most {_MAX_NDIM} "
+                                       f"ints >= 0, got {shape!r:.80}")
             if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_size, offsets))
                     and offsets[0] <= offsets[1] <= data_bytes):
                 raise SafetensorsError(f"entry {name!r:.80}: data_offsets must be [begin, end] with "
@@ -159,6 +162,11 @@ class SafetensorsFile:
             if nbytes != offsets[1] - offsets[0]:
                 raise SafetensorsError(f"entry {name!r:.80}: shape {tuple(shape)} of {dtype} is {nbytes} "
                                        f"bytes, but its data_offsets span {offsets[1] - offsets[0]}")
+            # an empty array (a 0 in its shape) may claim any other sizes; NumPy holds none over
+            # sys.maxsize bytes, empty or not (reshape would raise a ValueError in read)
+            if math.prod(d for d in shape if d) * (4 if dtype == "BF16" else _ITEMSIZE[dtype]) > sys.maxsize:
+                raise SafetensorsError(f"entry {name!r:.80}: shape {tuple(shape)} is empty but larger than "
+                                       "any array can be")
             self.headers[name] = (dtype, tuple(shape))
             self._offsets[name] = (offsets[0], offsets[1])
         end = 0

@@ -271,10 +271,10 @@ def _fingerprint(*texts: str) -> str:
 def _remove_run(out: Path) -> None:
     """Delete what a run wrote to ``out`` (and only that): checkpoints and the metrics log."""
     for folder in (out / "best", out):
-        for p in [folder / ckpt_mod.CHECKPOINT_FILE, folder / ckpt_mod.NEXT_FILE,
-                  folder / ckpt_mod.MODEL_FILE, *folder.glob("state-*.safetensors"),
-                  *folder.glob("weights-*.npz"), folder / "metrics.jsonl", folder / "metrics.csv",
-                  folder / "metrics.png"]:
+        names = [ckpt_mod.CHECKPOINT_FILE, ckpt_mod.NEXT_FILE, ckpt_mod.MODEL_FILE, "metrics.jsonl",
+                 "metrics.csv", "metrics.png"]
+        for p in [*(folder / n for n in names), *folder.glob("state-*.safetensors"),
+                  *folder.glob("weights-*.npz")]:
             p.unlink(missing_ok=True)
     for p in (out / TENSORBOARD_DIR).glob(EVENT_FILES):        # --log tensorboard's events
         p.unlink(missing_ok=True)

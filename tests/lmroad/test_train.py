@@ -313,6 +313,24 @@ def test_max_iters_0_saves_the_initial_model_and_says_so(text_file, tmp_path):
     assert resumed.step == 2
 
 
+def test_overwrite_removes_the_old_runs_checkpoint_files_and_only_those(text_file, tmp_path):
+    train(config(text_file, tmp_path, "lstm", max_iters=2))
+    for folder in (tmp_path, tmp_path / "best"):       # what a crashed save or a version-1 run leaves
+        (folder / "checkpoint.next.json").write_text("{}")
+        (folder / "state-00000009-0123abcd.safetensors").write_bytes(b"x")
+        (folder / "weights-00000001-0123abcd.npz").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not the run's")
+    train_mod._remove_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "notes.txt"]
+    assert not any((tmp_path / "best").iterdir())
+    train(config(text_file, tmp_path, "lstm", max_iters=1))
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"best", "checkpoint.json", "model.safetensors", "metrics.jsonl", "notes.txt"} <= names
+    state = json.loads((tmp_path / "checkpoint.json").read_text())["state_file"]
+    assert [n for n in names if n.startswith("state-")] == [state] and state.startswith("state-00000001-")
+    assert not [n for n in names if n.endswith(".npz") or n == "checkpoint.next.json"]
+
+
 def test_resuming_a_run_past_its_max_iters_says_there_is_nothing_to_do(text_file, tmp_path):
     train(config(text_file, tmp_path, max_iters=3))
     before = sorted(p.name for p in tmp_path.iterdir())
