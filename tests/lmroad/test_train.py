@@ -391,3 +391,29 @@ def test_word_models_report_bits_per_character_not_per_token(text_file, tmp_path
     ev = result.last_eval
     assert ev["bpc"] < ev["loss"] / math.log(2)           # a word is several characters
     assert read_checkpoint(tmp_path).tokenizer["type"] == "word"
+
+
+@pytest.mark.parametrize("model", ["transformer", "lstm"])
+def test_accumulation_is_the_update_of_a_k_times_larger_batch_in_float64(text_file, tmp_path, monkeypatch,
+                                                                        model):
+    """--grad-accum-steps 4 --batch-size 2 against --batch-size 8, the models in float64: the
+    logged losses and the final weights agree to 1e-12 (float32 runs agree to float32
+    rounding: test_train_ranks.py). A missing 1/K would show: clipping at 1 and Adam's eps
+    both see the gradient's scale, and move the weights by far more than 1e-12."""
+    build = train_mod.build_model
+    monkeypatch.setattr(train_mod, "build_model", lambda *a, **k: build(*a, **k).to(dtype="float64"))
+    common = dict(model=model, data=str(text_file), n_layer=1, n_head=2, n_embd=16, hidden_size=16,
+                  block_size=8, max_iters=4, warmup_iters=0, eval_interval=100, eval_iters=1,
+                  log_interval=1, progress="none")
+    train(TrainConfig(**common, batch_size=2, grad_accum_steps=4, out=str(tmp_path / "a")),
+          stream=io.StringIO())
+    train(TrainConfig(**common, batch_size=8, out=str(tmp_path / "b")), stream=io.StringIO())
+    runs = [read_checkpoint(tmp_path / r) for r in "ab"]
+    for name, a in runs[0].weights.items():
+        assert a.dtype == np.float64, name
+        np.testing.assert_allclose(a, runs[1].weights[name], rtol=0, atol=1e-12, err_msg=name)
+    logs = [[json.loads(line) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+            for r in "ab"]
+    losses = [[rec["loss"] for rec in log if rec["split"] == "train"] for log in logs]
+    assert len(losses[0]) == 4
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-12)
