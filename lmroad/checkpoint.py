@@ -592,26 +592,31 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+#: the keys a saved tokenizer has, by type: (required, optional); a byte-level BPE has merges
+#: and special tokens, no unknown token
+_TOKENIZER_KEYS = {"bpe": (("type", "vocab", "merges"), ("special_tokens", "errors")),
+                   "other": (("type", "vocab"), ("unk_token", "errors"))}
+
+
 def _tokenizer_problem(tok: Any, vocab_size: Any) -> str | None:
     """Why the saved tokenizer ``tok`` (a dict or None) is unusable, or None."""
     if tok is None:
         return None
-    bpe = isinstance(tok, dict) and tok.get("type") == "bpe"       # byte-level BPE: merges, no unk_token
-    if bpe and not {"type", "vocab", "merges"} <= set(tok) <= {"type", "vocab", "merges", "special_tokens",
-                                                               "errors"}:
-        return (f"a 'bpe' tokenizer must be an object with 'type', 'vocab', 'merges' and optionally "
-                f"'special_tokens', 'errors', got keys {sorted(map(str, tok))!r:.120}")
-    if bpe and not (all(isinstance(v, list) and all(isinstance(t, str) for t in v)
-                        for v in (tok["vocab"], tok["merges"], tok.get("special_tokens", [])))
-                    and isinstance(tok.get("errors", ""), str)):
-        return "'vocab', 'merges' and 'special_tokens' must be lists of strings, 'errors' a string"
-    keys = {"type", "vocab", "unk_token", "errors"}
-    if not bpe and not (isinstance(tok, dict) and {"type", "vocab"} <= set(tok) <= keys):
-        return f"must be an object with 'type', 'vocab' and optionally 'unk_token', 'errors', got {tok!r:.80}"
-    if not bpe and not (isinstance(tok["vocab"], list) and all(isinstance(t, str) for t in tok["vocab"])
-            and isinstance(tok.get("unk_token"), (str, type(None)))
-            and isinstance(tok["type"], str) and isinstance(tok.get("errors", ""), str)):
-        return "'vocab' must be a list of strings, 'type' and 'errors' strings, 'unk_token' a string or null"
+    kind = "bpe" if isinstance(tok, dict) and tok.get("type") == "bpe" else "other"
+    required, optional = _TOKENIZER_KEYS[kind]
+    if not (isinstance(tok, dict) and set(required) <= set(tok) <= {*required, *optional}):
+        return (f"a {tok.get('type') if isinstance(tok, dict) else None!r} tokenizer must be an object "
+                f"with {', '.join(map(repr, required))} and optionally {', '.join(map(repr, optional))}, "
+                f"got {f'keys {sorted(map(str, tok))}' if isinstance(tok, dict) else repr(tok)}"[:300])
+    string_lists = [k for k in ("vocab", "merges", "special_tokens") if k in (*required, *optional)]
+    if not (all(isinstance(tok.get(k, []), list) and all(isinstance(t, str) for t in tok.get(k, []))
+                for k in string_lists)
+            and isinstance(tok["type"], str) and isinstance(tok.get("errors", ""), str)
+            and isinstance(tok.get("unk_token"), (str, type(None)))):
+        *rest, last = map(repr, string_lists)
+        lists = f"{', '.join(rest)} and {last} must be lists" if rest else f"{last} must be a list"
+        unk = ", 'unk_token' a string or null" if kind == "other" else ""
+        return f"{lists} of strings, 'type' a string, 'errors' a string{unk}"
     try:
         n = tokenizer_from_dict(tok).vocab_size
     except (TypeError, ValueError) as e:

@@ -226,7 +226,8 @@ def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a checkpoint",
                        description="Generate text from a trained checkpoint.")
     p.add_argument("--checkpoint", required=True, type=_nonempty, metavar="DIR",
-                   help="a checkpoint folder, e.g. out/lstm, or a Hugging Face GPT-2 folder")
+                   help="a checkpoint folder, e.g. out/lstm, or a Hugging Face GPT-2 folder (or a "
+                        "nanoGPT export)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", help="text to continue, not empty (default: a newline)")
     src.add_argument("--prompt-file", type=_nonempty, metavar="PATH",
@@ -419,14 +420,13 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _load_for_sampling(folder: str, device: str):
     """(model, Checkpoint) from an lmroad checkpoint, or straight from a Hugging Face GPT-2
-    folder (no checkpoint.json, a config.json)."""
+    folder or a nanoGPT export (``lmroad.interop``)."""
     from .checkpoint import Checkpoint, has_checkpoint, load_model
-    path = Path(folder)
-    if has_checkpoint(path) or not (path / "config.json").is_file():
-        return load_model(path, device)
-    from .interop import load_pretrained
-    model, tokenizer = load_pretrained(path, "hf-gpt2")
-    info = Checkpoint(directory=path, model_kind=model.model_type,
+    from .interop import is_pretrained, load_pretrained
+    if has_checkpoint(folder) or not is_pretrained(folder):
+        return load_model(folder, device)
+    model, tokenizer = load_pretrained(folder)
+    info = Checkpoint(directory=Path(folder), model_kind=model.model_type,
                       model_config=dataclasses.asdict(model.config), weights={},
                       tokenizer=None if tokenizer is None else tokenizer.to_dict())
     return model.to(device), info

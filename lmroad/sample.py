@@ -60,7 +60,8 @@ def sample(checkpoint, prompt: str | None = None, max_new_tokens: int = 500, tem
     check_sample_args(max_new_tokens, temperature, top_k, top_p, num_samples, seed)
     model, ckpt = checkpoint if isinstance(checkpoint, tuple) else load_model(checkpoint, device)
     if ckpt.tokenizer is None:
-        raise ValueError(f"{ckpt.json_path}: the checkpoint holds no tokenizer, so text cannot be sampled")
+        raise ValueError(f"{ckpt.directory}: the model comes with no tokenizer, so text cannot be sampled "
+                         "(a GPT-2 folder needs its vocab.json and merges.txt)")
     tokenizer = tokenizer_from_dict(ckpt.tokenizer)
     if prompt is None:
         prompt = default_prompt(tokenizer)

@@ -29,6 +29,7 @@ folder from the Hugging Face hub must already be on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -38,22 +39,29 @@ import numpy as np
 
 from minigrad import nn
 
-from ..checkpoint import CheckpointError, has_checkpoint, read_checkpoint, save_checkpoint
+from ..checkpoint import (
+    CheckpointError,
+    _atomic_write,
+    _check_model,
+    _config_object,
+    has_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from ..models import MODELS, TransformerLM
 from ..safetensors_file import to_bytes
 from . import gpt2, recurrent
 from .files import (
     PICKLE_SUFFIXES,
     InteropError,
-    atomic_write,
     read_json,
     read_torch_pickle,
     read_weights,
     tensors_to_numpy,
 )
 
-__all__ = ["InteropError", "load_pretrained", "import_pretrained", "export_checkpoint", "SOURCES",
-           "TARGETS"]
+__all__ = ["InteropError", "is_pretrained", "load_pretrained", "import_pretrained", "export_checkpoint",
+           "SOURCES", "TARGETS"]
 
 SOURCES = ("hf-gpt2", "nanogpt")
 TARGETS = ("torch", "nanogpt", "hf-gpt2")
@@ -61,6 +69,16 @@ _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
 # --------------------------------------------------------------------------- in
+
+def is_pretrained(path: str | os.PathLike) -> bool:
+    """Is ``path`` something ``load_pretrained`` reads (a GPT-2 folder, a nanoGPT export or
+    checkpoint file), rather than an lmroad checkpoint?"""
+    try:
+        _detect(Path(path))
+    except InteropError:
+        return False
+    return True
+
 
 def _detect(path: Path) -> str:
     if path.is_dir() and (path / "config.json").is_file():
@@ -128,6 +146,11 @@ def load_pretrained(path: str | os.PathLike, source: str | None = None,
         cfg, state = _nanogpt(path, allow_pickle)
         weights = gpt2.to_lmroad(cfg, state, path, conv1d=False)
         tokenizer = _load_tokenizer(path) if path.is_dir() else None
+    try:            # every shape against the config's, before anything the config implies is allocated
+        _check_model(str(path), "transformer", dataclasses.asdict(cfg),
+                     {n: (a.shape, a.dtype) for n, a in weights.items()})
+    except CheckpointError as e:
+        raise InteropError(str(e)) from None
     if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
         raise InteropError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens, more than the "
                            f"model's vocab_size {cfg.vocab_size}")
@@ -143,11 +166,15 @@ def load_pretrained(path: str | os.PathLike, source: str | None = None,
 def import_pretrained(path: str | os.PathLike, out: str | os.PathLike, source: str | None = None,
                       allow_pickle: bool = False, overwrite: bool = False) -> Path:
     """``load_pretrained``, saved as an lmroad checkpoint in ``out`` (for ``lmroad sample``,
-    ``eval --data`` and ``export``); returns the checkpoint's JSON path."""
+    ``eval --data`` and ``export``); returns the checkpoint's JSON path. A run already in
+    ``out`` is replaced only with ``overwrite``, and only once the import has succeeded."""
     out = Path(out)
     if has_checkpoint(out) and not overwrite:
         raise InteropError(f"{out}: holds a checkpoint already; pass --overwrite to replace it")
     model, tokenizer = load_pretrained(path, source, allow_pickle)
+    if has_checkpoint(out):             # --overwrite: the old run's files go, as train --overwrite's do
+        from ..train import _remove_run
+        _remove_run(out)
     return save_checkpoint(out, model, tokenizer=tokenizer,
                            extra={"imported_from": str(path), "source": source or _detect(Path(path))})
 
@@ -160,7 +187,7 @@ def _write_folder(out: Path, files: dict[str, bytes], overwrite: bool) -> list[P
         raise InteropError(f"{out}: {clash} exist already; pass --overwrite to replace them")
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        atomic_write(out / name, data)
+        _atomic_write(out / name, lambda f, data=data: f.write(data))
     return [out / n for n in files]
 
 
@@ -198,8 +225,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, to: str, out: str | os.Path
     kind = ckpt.model_kind
     if kind not in MODELS:
         raise InteropError(f"{ckpt.json_path}: unknown model kind {kind!r}")
-    cls = MODELS[kind]
-    cfg = cls.config_class(**{**cls.config_defaults, **ckpt.model_config})
+    cfg = _config_object(str(ckpt.json_path), kind, ckpt.model_config)     # read_checkpoint checked it
     targets = {"transformer": ("nanogpt", "hf-gpt2"), "rnn": ("torch",), "lstm": ("torch",),
                "gru": ("torch",)}.get(kind, ())
     if to not in targets:

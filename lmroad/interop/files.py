@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -106,16 +105,3 @@ def read_weights(path: Path, allow_pickle: bool = False) -> dict[str, np.ndarray
         a = file.read(name)
         out[name] = a.astype(np.float32, copy=False) if a.dtype.kind == "f" else a
     return out
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (a temporary file renamed over it)."""
-    tmp = path.with_name(f".tmp-{os.urandom(6).hex()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -249,7 +249,7 @@ def test_cli_import_sample_and_export(tmp_path, capsys):
     assert read_checkpoint(tmp_path / "imp").model_kind == "transformer"
     # no tokenizer in this folder: sampling says so instead of failing deep inside
     assert main(["sample", "--checkpoint", str(tmp_path / "imp"), "--prompt", "hi"]) == 2
-    assert "holds no tokenizer" in capsys.readouterr().err
+    assert "comes with no tokenizer" in capsys.readouterr().err
     assert main(["export", "--to", "nanogpt", "--checkpoint", str(tmp_path / "imp"), "--out",
                  str(tmp_path / "n")]) == 1
     assert "lmroad export: error: export --to nanogpt" in capsys.readouterr().err
@@ -261,3 +261,48 @@ def test_cli_import_sample_and_export(tmp_path, capsys):
     (folder / "pytorch_model.bin").write_bytes(b"not even a pickle")
     assert main(["import", str(folder), "--out", str(tmp_path / "imp2")]) == 1
     assert "--allow-pickle" in capsys.readouterr().err
+
+
+def test_a_config_claiming_huge_sizes_is_refused_before_anything_is_allocated(tmp_path):
+    import tracemalloc
+    folder = _hf_folder(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "n_positions": 10**7}))   # wpe: 640 MB
+    tracemalloc.start()
+    try:
+        with pytest.raises(InteropError, match=r"wpe.weight has shape \(12, 16\), the config implies"):
+            load_pretrained(folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20
+
+
+def test_import_overwrite_replaces_a_trained_run_only_once_the_import_succeeded(tmp_path):
+    folder = _hf_folder(tmp_path)
+    out = tmp_path / "run"
+    save_checkpoint(out, tiny_gpt(n_layer=1))
+    save_checkpoint(out / "best", tiny_gpt(n_layer=1))
+    (out / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 3.0}\n')
+    (folder / "model.safetensors").rename(tmp_path / "aside")
+    with pytest.raises(InteropError):                        # a failed import changes nothing
+        import_pretrained(folder, out, overwrite=True)
+    assert (out / "metrics.jsonl").is_file() and read_checkpoint(out).model_config["n_layer"] == 1
+    (tmp_path / "aside").rename(folder / "model.safetensors")
+    import_pretrained(folder, out, overwrite=True)
+    assert read_checkpoint(out).model_config["n_layer"] == 2
+    assert not (out / "metrics.jsonl").exists() and not (out / "best" / "checkpoint.json").exists()
+
+
+def test_sample_reads_a_nanogpt_export_folder_as_a_model(tmp_path, capsys):
+    from lmroad.data import CharTokenizer
+    tok = CharTokenizer.from_text("abcdefghijklmnopqrstuvwxyz ")
+    mg.manual_seed(3)
+    model = TransformerLM(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=8, block_size=12,
+                          activation="gelu")
+    save_checkpoint(tmp_path / "ck", model, tokenizer=tok)
+    export_checkpoint(tmp_path / "ck", "nanogpt", tmp_path / "nano")
+    # read as a model (not refused as a folder without checkpoint.json), then: no tokenizer
+    assert main(["sample", "--checkpoint", str(tmp_path / "nano"), "--prompt", "ab"]) == 2
+    err = capsys.readouterr().err
+    assert "comes with no tokenizer" in err and "checkpoint.json" not in err
