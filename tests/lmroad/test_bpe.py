@@ -45,7 +45,8 @@ from lmroad.data import (
 from lmroad.data.bpe import _WHITESPACE
 from lmroad.train_config import TrainConfig
 
-hf = pytest.importorskip("tokenizers", reason="the reference: pip install tokenizers (in the dev extra)")
+hf = pytest.importorskip("tokenizers", reason="the reference: pip install tokenizers (the interop extra)")
+from hf_bpe import hf_byte_level, hf_train  # noqa: E402  (after the skip: it imports tokenizers)
 
 # A training text with a bit of everything the tests then encode: English with contractions,
 # several scripts, emoji, digits, punctuation, whitespace runs
@@ -71,22 +72,6 @@ EXAMPLES = ["Hello  world!\n\n  It's 2024 —  naïve   ",
             "   \n\t\n  x  \n", "👨‍👩‍👧👍🏽 e\u0301 'S 's''s", "", " ", "\x1c\x1d \x1c a"]
 
 
-def _hf_byte_level(model) -> hf.Tokenizer:
-    tok = hf.Tokenizer(model)
-    tok.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)   # use_regex: GPT-2's regex
-    tok.decoder = hf.decoders.ByteLevel()
-    return tok
-
-
-def _hf_train(text: str, vocab_size: int) -> hf.Tokenizer:
-    tok = _hf_byte_level(hf.models.BPE())
-    trainer = hf.trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                     initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
-                                     special_tokens=["<|endoftext|>"])
-    tok.train_from_iterator([text], trainer)
-    return tok
-
-
 def _merges_of(folder) -> list[tuple[str, str]]:
     lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
     return [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
@@ -96,7 +81,7 @@ def _merges_of(folder) -> list[tuple[str, str]]:
 def hf_trained(tmp_path_factory):
     """(HF tokenizer, its folder with vocab.json + merges.txt, ours loaded from them)."""
     folder = tmp_path_factory.mktemp("hf-bpe")
-    tok = _hf_train(SAMPLE, V)
+    tok = hf_train(SAMPLE, V)
     tok.model.save(str(folder))
     return tok, folder, BPETokenizer.from_pretrained(folder)
 
@@ -107,7 +92,7 @@ def ours_saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("our-bpe")
     ours = BPETokenizer.train(SAMPLE, V)
     ours.save(folder)
-    theirs = _hf_byte_level(hf.models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
+    theirs = hf_byte_level(hf.models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
     theirs.add_special_tokens(["<|endoftext|>"])
     return ours, folder, theirs
 
@@ -328,7 +313,7 @@ def test_every_merge_is_the_most_frequent_pair_at_its_time(text, vocab_size):
 @given(small_texts, st.integers(257, 290))
 def test_merges_equal_hf_trainers_ties_included(tmp_path_factory, text, vocab_size):
     folder = tmp_path_factory.mktemp("hf-small")
-    _hf_train(text, vocab_size).model.save(str(folder))
+    hf_train(text, vocab_size).model.save(str(folder))
     assert BPETokenizer.train(text, vocab_size).merges == _merges_of(folder)
 
 

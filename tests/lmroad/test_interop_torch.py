@@ -185,16 +185,11 @@ def test_agreement_is_not_vacuous(tmp_path):
 def _gpt2_folder_with_tokenizer(tmp_path):
     """A GPT-2 folder as a user downloads one: weights, config, and a byte-level BPE
     (trained here with Hugging Face's tokenizers on a small text, saved as GPT-2 saves it)."""
-    tokenizers = pytest.importorskip("tokenizers")
+    pytest.importorskip("tokenizers")
+    from hf_bpe import hf_train
     text = ("It was the best of times, it was the worst of times, it was the age of wisdom, "
             "it was the age of foolishness. Ça va? Überall 東京 🙂 123 456.\n") * 20
-    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=320, special_tokens=["<|endoftext|>"],
-        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([text], trainer)
+    tok = hf_train(text, 320)
     folder = tmp_path / "gpt2"
     folder.mkdir()
     tok.model.save(str(folder))                                   # vocab.json, merges.txt
